@@ -1,0 +1,1 @@
+"""The actors: supervisor, task actors, trigger bus, and the retry scheduler."""

@@ -1,0 +1,218 @@
+"""The schema: msgspec Structs for stored records and public messages.
+
+Every record the store writes and every message other actors exchange with the
+service is one of these Structs; nothing is serialised by hand. Schema
+evolution is by appending fields with defaults (msgspec fills them in when an
+older record is decoded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Final
+
+import msgspec
+
+SCHEMA_VERSION: Final = 1
+"""Version of the stored record layout; checked when a store is opened."""
+
+STATES: Final = (
+    "created",
+    "running",
+    "retrying",
+    "done",
+    "failed",
+    "fallback",
+    "fallbackDone",
+    "interrupted",
+    "cancelled",
+)
+"""Every state a task can be in."""
+
+TERMINAL_STATES: Final = frozenset({"done", "failed", "fallbackDone", "cancelled"})
+"""States a task never leaves."""
+
+ACTIVE_STATES: Final = frozenset({"created", "running", "retrying", "fallback"})
+"""States in which a task still has work scheduled or running."""
+
+SUBTASK_CAUSE_TYPE: Final = "task_Task"
+"""Cause type of a subtask; its cause is the parent task's id."""
+
+
+class Client(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Who asked for a task: part of the hash, so two clients never share a task."""
+
+    user: str | None = None
+    session: str | None = None
+
+
+class Progress(msgspec.Struct, omit_defaults=True):
+    """How far a task has come: `current` of `total`, and what it is doing."""
+
+    current: float = 0.0
+    total: float = 0.0
+    action: str | None = None
+    extra: dict[str, Any] = {}
+
+
+class RetryRecord(msgspec.Struct):
+    """One failed attempt: when it started and failed, the error text and stack."""
+
+    started_at: int | None
+    failed_at: int
+    error: str
+    stack: str = ""
+
+
+class Task(msgspec.Struct, kw_only=True):
+    """A snapshot of one task, as stored and as delivered to subscribers.
+
+    Timestamps are milliseconds since the epoch. `root_type`/`root` name the
+    cause of the top task of a subtask tree (a top task's root is its own
+    cause), so `tasks_by_root` finds every task a cause started, at any depth.
+    """
+
+    id: str
+    name: str
+    service: str
+    properties: dict[str, Any]
+    hash: str
+    state: str = "created"
+    cause_type: str
+    cause: str
+    root_type: str
+    root: str
+    client: Client | None = None
+    progress: Progress = msgspec.field(default_factory=Progress)
+    result: Any = None
+    error: str | None = None
+    retries: list[RetryRecord] = msgspec.field(default_factory=list)
+    max_retries: int = 5
+    created_at: int
+    started_at: int | None = None
+    done_at: int | None = None
+    version: int = 1
+
+    @property
+    def is_subtask(self) -> bool:
+        """Whether another task started this one."""
+        return self.cause_type == SUBTASK_CAUSE_TYPE
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task has ended for good."""
+        return self.state in TERMINAL_STATES
+
+
+class RunTask(msgspec.Struct, kw_only=True):
+    """Message to the supervisor: create or reuse a task and run it.
+
+    Send it with `service.supervisor.ask(RunTask(...))`; the reply is a
+    `RunReply`. With `tell`, errors are logged instead of answered.
+    """
+
+    definition: str
+    props: dict[str, Any]
+    cause_type: str
+    cause: str
+    expire: int | None = None
+    client: Client | None = None
+
+
+class RunReply(msgspec.Struct, kw_only=True):
+    """The supervisor's answer to `RunTask`: the task id, or an error text."""
+
+    task: str | None = None
+    task_object: Task | None = None
+    created: bool = False
+    error: str | None = None
+
+
+class TaskStateChanged(msgspec.Struct, kw_only=True):
+    """A state message from the trigger bus: trigger name, task snapshot, sequence."""
+
+    trigger: str
+    task: Task
+    seq: int
+
+
+class TaskEmitted(msgspec.Struct, kw_only=True):
+    """An event a running task published with `emit(name, data)`."""
+
+    trigger: str
+    task_id: str
+    data: Any
+    seq: int
+
+
+class PropsError(TypeError):
+    """Props (or a result) that cannot be stored: names the offending field."""
+
+
+_json_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def _find_bad_value(value: Any, path: str, depth: int = 0) -> str | None:
+    """Return a description of the first part of `value` that cannot be stored."""
+    if depth > 200:
+        return f"{path}: nested deeper than 200 levels"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{path}: non-finite float {value!r} (JSON has no NaN or infinity)"
+        return None
+    if value is None or isinstance(value, str | int | bool | bytes):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path}: key {key!r} is a {type(key).__name__}, keys must be str"
+            found = _find_bad_value(item, f"{path}[{key!r}]", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _find_bad_value(item, f"{path}[{index}]", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, msgspec.Struct):
+        return _find_bad_value(msgspec.structs.asdict(value), path, depth + 1)
+    try:
+        _json_encoder.encode(value)
+    except Exception:
+        return f"{path}: {type(value).__name__} cannot be encoded by msgspec"
+    return None
+
+
+def canonical_json(value: Any, what: str = "props") -> bytes:
+    """Encode `value` as canonical JSON (sorted keys, no whitespace).
+
+    Raises `PropsError` naming the offending field when the value cannot be
+    stored: objects msgspec does not know, sets, non-str keys, NaN/infinity,
+    nesting deeper than 200 levels.
+    """
+    try:
+        data = _json_encoder.encode(value)
+    except (TypeError, ValueError, RecursionError, msgspec.EncodeError) as error:
+        found = _find_bad_value(value, what)
+        raise PropsError(found or f"{what}: {error}") from None
+    # msgspec writes NaN/inf as null; only look closer when a null is present.
+    if b"null" in data:
+        found = _find_bad_value(value, what)
+        if found:
+            raise PropsError(found)
+    return data
+
+
+def props_hash(name: str, props: dict[str, Any], client: Client | None = None) -> str:
+    """The task hash: sha256 of `name:canonical JSON(props)`, client included."""
+    if client is not None:
+        props = {**props, "client": {"user": client.user, "session": client.session}}
+    return hashlib.sha256(name.encode() + b":" + canonical_json(props)).hexdigest()
+
+
+def check_encodable(value: Any, what: str = "result") -> None:
+    """Raise `PropsError` if `value` cannot be stored (see `canonical_json`)."""
+    canonical_json(value, what)

@@ -1,0 +1,32 @@
+"""Persistence: order-preserving keys, the LMDB and memory stores, the views."""
+
+from .base import CorruptRecord, Durability, SchemaMismatch, StoreError, TaskStore
+from .keys import decode_key, encode_key
+from .lmdb_store import LmdbStore
+from .memory_store import MemoryStore
+from .views import Views
+
+__all__ = [
+    "CorruptRecord",
+    "Durability",
+    "LmdbStore",
+    "MemoryStore",
+    "SchemaMismatch",
+    "StoreError",
+    "TaskStore",
+    "Views",
+    "decode_key",
+    "encode_key",
+    "open_store",
+]
+
+
+def open_store(
+    path: str | None, durability: Durability = "durable", **options: object
+) -> TaskStore:
+    """Open the store a service uses: LMDB at `path`, or memory for `memory`."""
+    if durability == "memory":
+        return MemoryStore()
+    if path is None:
+        raise ValueError(f"durability {durability!r} needs a path")
+    return LmdbStore(path, durability, **options)  # type: ignore[arg-type]

@@ -1,0 +1,185 @@
+"""What every task store offers, and the record format they share."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
+
+import msgspec
+
+from ..model import SCHEMA_VERSION, Task
+from .keys import decode_key
+
+__all__ = [
+    "CommitCallback",
+    "Durability",
+    "StoreError",
+    "StoreStats",
+    "TaskStore",
+    "decode_record",
+    "encode_record",
+]
+
+log = logging.getLogger("taskservice.storage")
+
+Durability = Literal["durable", "batched", "memory"]
+"""How writes are made durable: fsync before acknowledging, every N ms, or never."""
+
+CommitCallback = Callable[[BaseException | None], None]
+"""Called once a submitted write is committed (None) or has failed (the error)."""
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Task)
+_VERSION_BYTE = bytes([SCHEMA_VERSION])
+
+
+class StoreError(RuntimeError):
+    """A write could not be committed (disk full, I/O error, closed store...)."""
+
+
+class SchemaMismatch(StoreError):
+    """The store on disk was written by another schema version."""
+
+
+class CorruptRecord(ValueError):
+    """A stored value that does not decode as a task."""
+
+
+def encode_record(task: Task) -> bytes:
+    """Encode a task as a stored value: schema version byte, then msgpack."""
+    return _VERSION_BYTE + _encoder.encode(task)
+
+
+def decode_record(data: bytes) -> Task:
+    """Decode a stored value; raises `CorruptRecord` if it is not a task."""
+    if not data or data[0] != SCHEMA_VERSION:
+        version = data[0] if data else None
+        raise CorruptRecord(f"unknown record version {version!r}")
+    try:
+        return _decoder.decode(memoryview(data)[1:])
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise CorruptRecord(str(error)) from None
+
+
+class StoreStats(msgspec.Struct):
+    """Figures a store keeps for metrics."""
+
+    commits: int = 0
+    corrupt_records: int = 0
+    last_commit_seconds: float = 0.0
+    last_batch_size: int = 0
+    map_size: int = 0
+    used_bytes: int = 0
+
+
+class TaskStore(abc.ABC):
+    """Persists task snapshots and answers range scans over their indexes.
+
+    Writes are submitted and committed by the store's writer in submission
+    order; `submit` never blocks on I/O. Reads see committed state only.
+    """
+
+    durability: Durability
+
+    def __init__(self) -> None:
+        self.stats = StoreStats()
+        self._stats_lock = threading.Lock()
+        self.on_corrupt: Callable[[str, str], None] | None = None
+        """Hook called with (key, reason) for every corrupt record a read skips."""
+        self.on_commit: Callable[[float, int], None] | None = None
+        """Hook called with (seconds, batch size) after every commit."""
+
+    @abc.abstractmethod
+    def submit(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
+        """Queue snapshots for writing; `callback` runs once they are committed."""
+
+    def put(self, *tasks: Task, timeout: float | None = 30.0) -> None:
+        """Write snapshots and wait until they are committed (per durability)."""
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def callback(error: BaseException | None) -> None:
+            if error is not None:
+                failure.append(error)
+            done.set()
+
+        self.submit(tasks, callback)
+        if not done.wait(timeout):
+            raise StoreError(f"write not committed within {timeout} s")
+        if failure:
+            raise failure[0]
+
+    @abc.abstractmethod
+    def get(self, task_id: str) -> Task | None:
+        """The committed snapshot of one task, or None."""
+
+    @abc.abstractmethod
+    def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
+        """Tasks whose key in `index` lies in `[low, high)`, in key order."""
+
+    @abc.abstractmethod
+    def scan_keys(self, index: str, low: bytes, high: bytes | None) -> Iterator[bytes]:
+        """Keys of `index` in `[low, high)`, in key order (a consistent read)."""
+
+    @abc.abstractmethod
+    def iter_tasks(self) -> Iterator[Task]:
+        """Every decodable stored task (corrupt records are reported, skipped)."""
+
+    @abc.abstractmethod
+    def count(self) -> int:
+        """Number of stored records."""
+
+    @abc.abstractmethod
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until everything submitted so far is committed."""
+
+    @abc.abstractmethod
+    def snapshot(self, dest: str) -> None:
+        """Write a consistent, compacted LMDB copy of the committed state to `dest`."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Commit what is pending and release the store."""
+
+    def report_corrupt(self, key: str, reason: str) -> None:
+        """Count and log a record a read had to skip."""
+        with self._stats_lock:
+            self.stats.corrupt_records += 1
+        log.error("skipping corrupt task record %r: %s", key, reason)
+        if self.on_corrupt is not None:
+            self.on_corrupt(key, reason)
+
+    def _record_commit(self, seconds: float, size: int) -> None:
+        with self._stats_lock:
+            self.stats.commits += 1
+            self.stats.last_commit_seconds = seconds
+            self.stats.last_batch_size = size
+        if self.on_commit is not None:
+            self.on_commit(seconds, size)
+
+    def __enter__(self) -> TaskStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def id_of_key(key: bytes) -> str:
+    """The task id an index key ends with."""
+    task_id = decode_key(key)[-1]
+    if not isinstance(task_id, str):
+        raise CorruptRecord(f"index key does not end with a task id: {key!r}")
+    return task_id
+
+
+def latest_per_task(tasks: Sequence[Task]) -> dict[str, Task]:
+    """The newest snapshot of each task among `tasks` (by version, then order)."""
+    latest: dict[str, Task] = {}
+    for task in tasks:
+        held = latest.get(task.id)
+        if held is None or task.version >= held.version:
+            latest[task.id] = task
+    return latest

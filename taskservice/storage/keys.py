@@ -1,0 +1,160 @@
+"""Order-preserving encoding of tuples into LMDB keys.
+
+`encode_key(a) < encode_key(b)` (as bytes) exactly when `a < b` (as tuples),
+for tuples whose elements at each position have the same type. Elements of
+different types sort by type: None < numbers < datetimes < str < bytes.
+
+Strings and bytes are escaped (0x00 becomes 0x00 0xFF) and end with 0x00 0x00,
+so any byte may appear in them, and the encoding of a tuple prefix is a byte
+prefix of every longer tuple that starts with it — but `("upload", "u1")`
+is not a byte prefix of `("upload", "u1x")`. Prefix scans of a cause never
+bleed into another cause.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import struct
+from typing import Any, Final
+
+__all__ = ["KeyPart", "decode_key", "encode_key", "prefix_end"]
+
+KeyPart = None | int | float | str | bytes | _dt.datetime
+"""A value that can be part of a key."""
+
+_NONE: Final = 0x05
+_INT_NEG: Final = 0x10  # negative ints: 8 bytes, two's complement offset
+_INT_POS: Final = 0x11  # non-negative ints
+_FLOAT: Final = 0x12
+_DATETIME: Final = 0x20
+_STR: Final = 0x30
+_BYTES: Final = 0x31
+
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1
+_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+def _escape(data: bytes) -> bytes:
+    return data.replace(b"\x00", b"\x00\xff") + b"\x00\x00"
+
+
+def _encode_float(value: float) -> bytes:
+    if value != value:
+        raise ValueError("NaN cannot be part of a key: it has no order")
+    (bits,) = struct.unpack(">Q", struct.pack(">d", value))
+    bits = bits ^ 0xFFFFFFFFFFFFFFFF if bits & (1 << 63) else bits | (1 << 63)
+    return struct.pack(">Q", bits)
+
+
+def _decode_float(data: bytes) -> float:
+    (bits,) = struct.unpack(">Q", data)
+    bits = bits ^ (1 << 63) if bits & (1 << 63) else bits ^ 0xFFFFFFFFFFFFFFFF
+    (value,) = struct.unpack(">d", struct.pack(">Q", bits))
+    return float(value)
+
+
+def _encode_part(part: Any, out: bytearray) -> None:
+    if part is None:
+        out.append(_NONE)
+    elif isinstance(part, str):
+        out.append(_STR)
+        out += _escape(part.encode("utf-8"))
+    elif isinstance(part, bool):
+        raise TypeError("bool cannot be part of a key; use int")
+    elif isinstance(part, int):
+        if not _INT_MIN <= part <= _INT_MAX:
+            raise ValueError(f"int {part} is outside the key range [-2**63, 2**64)")
+        if part < 0:
+            out.append(_INT_NEG)
+            out += (part - _INT_MIN).to_bytes(8, "big")
+        else:
+            out.append(_INT_POS)
+            out += part.to_bytes(8, "big")
+    elif isinstance(part, float):
+        out.append(_FLOAT)
+        out += _encode_float(part)
+    elif isinstance(part, bytes | bytearray | memoryview):
+        out.append(_BYTES)
+        out += _escape(bytes(part))
+    elif isinstance(part, _dt.datetime):
+        if part.tzinfo is None:
+            raise ValueError("naive datetime cannot be part of a key; give it a tzinfo")
+        delta = part - _EPOCH
+        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        out.append(_DATETIME)
+        out += (micros - _INT_MIN).to_bytes(8, "big")
+    else:
+        raise TypeError(f"{type(part).__name__} cannot be part of a key")
+
+
+def encode_key(parts: tuple[Any, ...]) -> bytes:
+    """Encode a tuple of key parts into bytes that sort like the tuple."""
+    out = bytearray()
+    for part in parts:
+        _encode_part(part, out)
+    return bytes(out)
+
+
+def _read_escaped(data: bytes, pos: int) -> tuple[bytes, int]:
+    out = bytearray()
+    while True:
+        end = data.index(b"\x00", pos)
+        out += data[pos:end]
+        marker = data[end + 1]
+        if marker == 0x00:
+            return bytes(out), end + 2
+        if marker != 0xFF:
+            raise ValueError(f"bad escape 0x00 0x{marker:02x} at byte {end}")
+        out.append(0)
+        pos = end + 2
+
+
+def decode_key(data: bytes) -> tuple[Any, ...]:
+    """Decode bytes written by `encode_key` back into the tuple."""
+    parts: list[Any] = []
+    pos = 0
+    size = len(data)
+    try:
+        while pos < size:
+            tag = data[pos]
+            pos += 1
+            if tag == _NONE:
+                parts.append(None)
+            elif tag == _STR:
+                raw, pos = _read_escaped(data, pos)
+                parts.append(raw.decode("utf-8"))
+            elif tag == _BYTES:
+                raw, pos = _read_escaped(data, pos)
+                parts.append(raw)
+            elif tag == _INT_POS:
+                parts.append(int.from_bytes(data[pos : pos + 8], "big"))
+                pos += 8
+            elif tag == _INT_NEG:
+                parts.append(int.from_bytes(data[pos : pos + 8], "big") + _INT_MIN)
+                pos += 8
+            elif tag == _FLOAT:
+                parts.append(_decode_float(data[pos : pos + 8]))
+                pos += 8
+            elif tag == _DATETIME:
+                micros = int.from_bytes(data[pos : pos + 8], "big") + _INT_MIN
+                parts.append(_EPOCH + _dt.timedelta(microseconds=micros))
+                pos += 8
+            else:
+                raise ValueError(f"unknown type tag 0x{tag:02x} at byte {pos - 1}")
+    except (IndexError, struct.error) as error:
+        raise ValueError(f"truncated key: {error}") from None
+    if pos != size:
+        raise ValueError("truncated key")
+    return tuple(parts)
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with `prefix`."""
+    data = bytearray(prefix)
+    while data:
+        if data[-1] != 0xFF:
+            data[-1] += 1
+            return bytes(data)
+        data.pop()
+    return None

@@ -1,0 +1,379 @@
+"""The LMDB task store: one environment per directory, group-committed writes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import lmdb
+import msgspec
+
+from ..model import SCHEMA_VERSION, Task
+from .base import (
+    CommitCallback,
+    CorruptRecord,
+    SchemaMismatch,
+    StoreError,
+    TaskStore,
+    decode_record,
+    encode_record,
+    id_of_key,
+    latest_per_task,
+)
+from .indexes import INDEXES, index_keys
+
+__all__ = ["LmdbStore"]
+
+log = logging.getLogger("taskservice.storage")
+
+_META_SCHEMA = b"schema_version"
+_DEFAULT_MAP_SIZE = 1 << 30
+_SYNC_EVERY = 1.0  # seconds between background fsyncs in batched mode
+
+
+class _Batch:
+    __slots__ = ("callback", "tasks")
+
+    def __init__(self, tasks: Sequence[Task], callback: CommitCallback | None) -> None:
+        self.tasks = tasks
+        self.callback = callback
+
+
+class LmdbStore(TaskStore):
+    """Task snapshots and their indexes in one LMDB environment.
+
+    One writer thread owns every write transaction. Writes submitted while a
+    commit is in progress go into the next transaction (group commit), so the
+    fsync of `durable` mode is shared by every caller waiting at the time. In
+    `batched` mode the writer commits at most every `batch_ms` milliseconds
+    and fsyncs in the background: a process crash loses nothing committed, an
+    OS crash may lose the last second. The map doubles when it is full.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        durability: Literal["durable", "batched"] = "durable",
+        *,
+        map_size: int = _DEFAULT_MAP_SIZE,
+        batch_ms: float = 10.0,
+        max_readers: int = 1024,
+        readonly: bool = False,
+    ) -> None:
+        super().__init__()
+        if durability not in ("durable", "batched"):
+            raise ValueError(f"durability must be 'durable' or 'batched', not {durability!r}")
+        self.durability = durability
+        self.path = os.fspath(path)
+        self._batch_seconds = batch_ms / 1000.0
+        self._readonly = readonly
+        if not readonly:
+            _make_private_dir(self.path)
+        try:
+            self.env = lmdb.open(
+                self.path,
+                map_size=map_size,
+                max_dbs=len(INDEXES) + 4,
+                max_readers=max_readers,
+                sync=durability == "durable",
+                metasync=durability == "durable",
+                readonly=readonly,
+                mode=0o600,
+                lock=True,
+            )
+        except lmdb.Error as error:
+            raise StoreError(f"cannot open task store at {self.path!r}: {error}") from error
+        if not readonly:
+            for name in ("data.mdb", "lock.mdb"):
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(self.path, name), 0o600)
+        create = not readonly
+        self._tasks = self.env.open_db(b"tasks", create=create)
+        self._meta = self.env.open_db(b"meta", create=create)
+        self._indexes = {name: self.env.open_db(name.encode(), create=create) for name in INDEXES}
+        self._check_schema()
+        # Readers and the map resize must not overlap (LMDB forbids resizing
+        # with a transaction open in the process).
+        self._gate = threading.Condition()
+        self._readers = 0
+        self._resizing = False
+        self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._closed = False
+        self._writer: threading.Thread | None = None
+        if not readonly:
+            self._writer = threading.Thread(
+                target=self._write_loop, name=f"taskservice-writer:{self.path}", daemon=True
+            )
+            self._writer.start()
+
+    # -- schema ---------------------------------------------------------------
+
+    def _check_schema(self) -> None:
+        with self.env.begin(db=self._meta, write=not self._readonly) as txn:
+            raw = txn.get(_META_SCHEMA)
+            if raw is None:
+                if not self._readonly:
+                    txn.put(_META_SCHEMA, msgspec.msgpack.encode(SCHEMA_VERSION))
+                return
+            try:
+                found = msgspec.msgpack.decode(raw, type=int)
+            except msgspec.DecodeError:
+                found = None
+        if found != SCHEMA_VERSION:
+            self.env.close()
+            raise SchemaMismatch(
+                f"task store at {self.path!r} has schema version {found!r}; this taskservice "
+                f"reads version {SCHEMA_VERSION}. Open it with a matching taskservice release."
+            )
+
+    # -- reads ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self._gate:
+            while self._resizing:
+                self._gate.wait()
+            self._readers += 1
+        try:
+            with self.env.begin(buffers=True) as txn:
+                yield txn
+        finally:
+            with self._gate:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._gate.notify_all()
+
+    def _decode(self, key: bytes, value: Any) -> Task | None:
+        try:
+            return decode_record(bytes(value))
+        except CorruptRecord as error:
+            self.report_corrupt(bytes(key).decode("utf-8", "replace"), str(error))
+            return None
+
+    def get(self, task_id: str) -> Task | None:
+        key = task_id.encode()
+        with self._read() as txn:
+            value = txn.get(key, db=self._tasks)
+            return None if value is None else self._decode(key, value)
+
+    def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
+        found: list[Task] = []
+        with self._read() as txn:
+            cursor = txn.cursor(db=self._indexes[index])
+            if not cursor.set_range(low):
+                return found
+            for key in cursor.iternext(keys=True, values=False):
+                if high is not None and bytes(key) >= high:
+                    break
+                task_id = _last_id(bytes(key))
+                value = txn.get(task_id, db=self._tasks) if task_id is not None else None
+                if value is None:
+                    self.report_corrupt(bytes(key).hex(), f"index {index} names a missing task")
+                    continue
+                task = self._decode(task_id or b"", value)
+                if task is not None:
+                    found.append(task)
+                    if len(found) >= limit:
+                        break
+        return found
+
+    def scan_keys(self, index: str, low: bytes, high: bytes | None) -> Iterator[bytes]:
+        with self._read() as txn:
+            cursor = txn.cursor(db=self._indexes[index])
+            keys: list[bytes] = []
+            if cursor.set_range(low):
+                for key in cursor.iternext(keys=True, values=False):
+                    raw = bytes(key)
+                    if high is not None and raw >= high:
+                        break
+                    keys.append(raw)
+        return iter(keys)
+
+    def iter_tasks(self) -> Iterator[Task]:
+        with self._read() as txn:
+            tasks: list[Task] = []
+            for key, value in txn.cursor(db=self._tasks):
+                task = self._decode(key, value)
+                if task is not None:
+                    tasks.append(task)
+        return iter(tasks)
+
+    def count(self) -> int:
+        with self._read() as txn:
+            return int(txn.stat(self._tasks)["entries"])
+
+    def raw_put(self, key: bytes, value: bytes) -> None:
+        """Write raw bytes as a task record, bypassing encoding (for repair tools and tests)."""
+        self.flush()
+        with self.env.begin(write=True) as txn:
+            txn.put(key, value, db=self._tasks)
+
+    def map_info(self) -> tuple[int, int]:
+        """(map size, bytes in use) of the environment."""
+        info = self.env.info()
+        stat = self.env.stat()
+        return int(info["map_size"]), int((info["last_pgno"] + 1) * stat["psize"])
+
+    # -- writes ---------------------------------------------------------------
+
+    def submit(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
+        if self._closed:
+            raise StoreError("the task store is closed")
+        self._queue.put(_Batch(tasks, callback))
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        if self._writer is None or not self._writer.is_alive():
+            return
+        self.put(timeout=timeout)
+
+    def _write_loop(self) -> None:
+        last_sync = time.monotonic()
+        dirty = False
+        stop = False
+        while not stop:
+            try:
+                first = self._queue.get(timeout=_SYNC_EVERY if dirty else None)
+            except queue.Empty:
+                self._background_sync()
+                dirty = False
+                last_sync = time.monotonic()
+                continue
+            batches: list[_Batch] = []
+            if first is None:
+                stop = True
+            else:
+                batches.append(first)
+            if self._batch_seconds and self.durability == "batched" and not stop:
+                time.sleep(self._batch_seconds)
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                else:
+                    batches.append(item)
+            if batches:
+                self._commit(batches)
+                dirty = self.durability == "batched"
+            if dirty and time.monotonic() - last_sync >= _SYNC_EVERY:
+                self._background_sync()
+                dirty = False
+                last_sync = time.monotonic()
+        if dirty:
+            self._background_sync()
+
+    def _background_sync(self) -> None:
+        try:
+            self.env.sync(True)
+        except lmdb.Error as error:
+            log.error("background fsync of %s failed: %s", self.path, error)
+
+    def _commit(self, batches: list[_Batch]) -> None:
+        tasks = latest_per_task([task for batch in batches for task in batch.tasks])
+        error: BaseException | None = None
+        started = time.perf_counter()
+        while True:
+            try:
+                self._write(tasks)
+                break
+            except lmdb.MapFullError:
+                try:
+                    self._grow()
+                except lmdb.Error as grow_error:
+                    error = StoreError(f"task store map is full and cannot grow: {grow_error}")
+                    break
+            except lmdb.Error as lmdb_error:
+                error = StoreError(f"commit to task store {self.path!r} failed: {lmdb_error}")
+                log.error("%s", error)
+                break
+            except Exception as other:
+                error = StoreError(f"commit to task store {self.path!r} failed: {other!r}")
+                log.exception("commit failed")
+                break
+        if error is None:
+            self._record_commit(time.perf_counter() - started, len(tasks))
+        for batch in batches:
+            if batch.callback is not None:
+                try:
+                    batch.callback(error)
+                except Exception:
+                    log.exception("commit callback failed")
+
+    def _write(self, tasks: dict[str, Task]) -> None:
+        with self.env.begin(write=True) as txn:
+            for task_id, task in tasks.items():
+                key = task_id.encode()
+                old_raw = txn.get(key, db=self._tasks)
+                old_keys: dict[str, bytes | None] = {}
+                if old_raw is not None:
+                    try:
+                        old_keys = index_keys(decode_record(old_raw))
+                    except CorruptRecord:
+                        old_keys = {}
+                new_keys = index_keys(task)
+                for name, db in self._indexes.items():
+                    old = old_keys.get(name)
+                    new = new_keys[name]
+                    if old == new:
+                        continue
+                    if old is not None:
+                        txn.delete(old, db=db)
+                    if new is not None:
+                        txn.put(new, b"", db=db)
+                txn.put(key, encode_record(task), db=self._tasks)
+
+    def _grow(self) -> None:
+        with self._gate:
+            self._resizing = True
+            try:
+                while self._readers:
+                    self._gate.wait()
+                size = self.env.info()["map_size"] * 2
+                self.env.set_mapsize(size)
+                log.info("task store map grown to %d bytes", size)
+            finally:
+                self._resizing = False
+                self._gate.notify_all()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def snapshot(self, dest: str) -> None:
+        _make_private_dir(dest)
+        if os.path.exists(os.path.join(dest, "data.mdb")):
+            raise StoreError(f"snapshot destination {dest!r} already holds a store")
+        with self._read():
+            self.env.copy(dest, compact=True)
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.join(dest, "data.mdb"), 0o600)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+        self.env.close()
+
+
+def _last_id(key: bytes) -> bytes | None:
+    try:
+        return id_of_key(key).encode()
+    except ValueError:
+        return None
+
+
+def _make_private_dir(path: str) -> None:
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+    except OSError as error:
+        raise StoreError(f"cannot create task store directory {path!r}: {error}") from error

@@ -1,0 +1,103 @@
+"""The in-memory task store: the LMDB store's API with nothing on disk."""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from ..model import Task
+from .base import CommitCallback, StoreError, TaskStore, id_of_key, latest_per_task
+from .indexes import INDEXES, index_keys
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(TaskStore):
+    """Tasks and sorted indexes in dicts and lists; writes apply at once.
+
+    Everything is lost when the process ends. A snapshot writes an LMDB copy,
+    so a memory-mode service can still be backed up.
+    """
+
+    durability = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._tasks: dict[str, Task] = {}
+        self._keys: dict[str, dict[str, bytes | None]] = {}
+        self._indexes: dict[str, list[bytes]] = {name: [] for name in INDEXES}
+        self._closed = False
+
+    def submit(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
+        if self._closed:
+            raise StoreError("the task store is closed")
+        started = time.perf_counter()
+        latest = latest_per_task(tasks)
+        with self._lock:
+            for task in latest.values():
+                old_keys = self._keys.get(task.id, {})
+                new_keys = index_keys(task)
+                for name, keys in self._indexes.items():
+                    old = old_keys.get(name)
+                    new = new_keys[name]
+                    if old == new:
+                        continue
+                    if old is not None:
+                        at = bisect.bisect_left(keys, old)
+                        if at < len(keys) and keys[at] == old:
+                            del keys[at]
+                    if new is not None:
+                        bisect.insort(keys, new)
+                self._keys[task.id] = new_keys
+                self._tasks[task.id] = task
+        self._record_commit(time.perf_counter() - started, len(latest))
+        if callback is not None:
+            callback(None)
+
+    def get(self, task_id: str) -> Task | None:
+        return self._tasks.get(task_id)
+
+    def _range(self, index: str, low: bytes, high: bytes | None) -> list[bytes]:
+        keys = self._indexes[index]
+        start = bisect.bisect_left(keys, low)
+        end = len(keys) if high is None else bisect.bisect_left(keys, high)
+        return keys[start:end]
+
+    def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
+        with self._lock:
+            keys = self._range(index, low, high)[:limit]
+            return [self._tasks[id_of_key(key)] for key in keys]
+
+    def scan_keys(self, index: str, low: bytes, high: bytes | None) -> Iterator[bytes]:
+        with self._lock:
+            return iter(self._range(index, low, high))
+
+    def iter_tasks(self) -> Iterator[Task]:
+        with self._lock:
+            return iter(list(self._tasks.values()))
+
+    def count(self) -> int:
+        return len(self._tasks)
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        return None
+
+    def snapshot(self, dest: str) -> None:
+        from .lmdb_store import LmdbStore
+
+        if os.path.exists(os.path.join(dest, "data.mdb")):
+            raise StoreError(f"snapshot destination {dest!r} already holds a store")
+        copy = LmdbStore(dest, "durable")
+        try:
+            tasks = list(self.iter_tasks())
+            for start in range(0, len(tasks), 10_000):
+                copy.put(*tasks[start : start + 10_000])
+        finally:
+            copy.close()
+
+    def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,111 @@
+"""The views: range scans over the indexes, paged with `limit` and a `gt` cursor.
+
+Every view returns `list[Task]` in index order. To fetch the next page, pass
+the last task of the previous page as `gt` (a task id string works too).
+Views read committed state: in `durable` and `memory` mode that is every
+acknowledged change; in `batched` mode the last few milliseconds may lag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import Task
+from .base import TaskStore
+from .indexes import INDEXES
+from .keys import encode_key, prefix_end
+
+__all__ = ["Cursor", "Views"]
+
+Cursor = Task | str | None
+"""Where a page starts: after this task (or task id); None starts at the beginning."""
+
+
+class Views:
+    """The seven views of the task model over one store."""
+
+    def __init__(self, store: TaskStore) -> None:
+        self._store = store
+
+    def _page(
+        self,
+        index: str,
+        prefix: tuple[Any, ...],
+        gt: Cursor,
+        limit: int,
+        low: bytes | None = None,
+        high: bytes | None = None,
+    ) -> list[Task]:
+        if limit <= 0:
+            return []
+        base = encode_key(prefix)
+        low = base if low is None else low
+        high = prefix_end(base) if high is None else high
+        if gt is not None:
+            after = self._cursor_key(index, prefix, gt)
+            low = max(low, after + b"\x00")
+        return self._store.scan(index, low, high, limit)
+
+    def _cursor_key(self, index: str, prefix: tuple[Any, ...], gt: Task | str) -> bytes:
+        if isinstance(gt, Task):
+            key = INDEXES[index](gt)
+            if key is None:
+                raise ValueError(f"task {gt.id} is not in {index}; it cannot be a cursor there")
+            return key
+        if index in ("by_cause_start", "by_state"):
+            task = self._store.get(gt)
+            if task is None:
+                raise ValueError(f"cursor task {gt!r} does not exist")
+            return self._cursor_key(index, prefix, task)
+        return encode_key((*prefix, gt))
+
+    def task(self, task_id: str) -> Task | None:
+        """One task by id, or None."""
+        return self._store.get(task_id)
+
+    def tasks_by_cause_and_hash(
+        self, cause_type: str, cause: str, hash: str, *, gt: Cursor = None, limit: int = 100
+    ) -> list[Task]:
+        """Tasks of one cause with one hash (the candidates for reuse), by id."""
+        return self._page("by_cause_hash", (cause_type, cause, hash), gt, limit)
+
+    def tasks_by_cause_and_state(
+        self, cause_type: str, cause: str, state: str, *, gt: Cursor = None, limit: int = 100
+    ) -> list[Task]:
+        """Tasks of one cause in one state, by id."""
+        return self._page("by_cause_state", (cause_type, cause, state), gt, limit)
+
+    def tasks_by_cause_and_start(
+        self,
+        cause_type: str,
+        cause: str,
+        since: int | None = None,
+        until: int | None = None,
+        *,
+        gt: Cursor = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        """Tasks of one cause ordered by start time (ms; created time until started).
+
+        `since` is inclusive, `until` exclusive.
+        """
+        prefix = (cause_type, cause)
+        low = encode_key((*prefix, since)) if since is not None else None
+        high = encode_key((*prefix, until)) if until is not None else None
+        return self._page("by_cause_start", prefix, gt, limit, low, high)
+
+    def tasks_by_state(self, state: str, *, gt: Cursor = None, limit: int = 100) -> list[Task]:
+        """Tasks in one state, oldest first."""
+        return self._page("by_state", (state,), gt, limit)
+
+    def tasks_by_root(
+        self, root_type: str, root: str, *, gt: Cursor = None, limit: int = 100
+    ) -> list[Task]:
+        """Every task of the trees a root cause started, by id."""
+        return self._page("by_root", (root_type, root), gt, limit)
+
+    def running_task_roots_by_name(
+        self, name: str, *, gt: Cursor = None, limit: int = 100
+    ) -> list[Task]:
+        """Top-level tasks of one definition that are not finished yet, by id."""
+        return self._page("running_roots_by_name", (name,), gt, limit)
