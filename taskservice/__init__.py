@@ -1,1 +1,60 @@
-"""taskservice."""
+"""taskservice: background tasks that retry, report progress, de-duplicate by hash
+and can be observed by cause — pykka actors, LMDB and msgspec.
+
+    from taskservice import TaskService, TaskDefinition
+
+    resize = TaskDefinition(name="resize", execute=lambda props, ctx, emit: {"ok": True})
+    with TaskService.start(path="./taskservice-data", definitions=[resize]) as service:
+        print(service.run(resize, {"image": "a.png"}, "upload", "u1").result(timeout=10))
+"""
+
+from .context import TaskContext
+from .definition import (
+    ServiceStopped,
+    TaskCancelled,
+    TaskDefinition,
+    TaskFailed,
+    TaskNoFallback,
+    TaskNoRetry,
+    UnknownDefinition,
+)
+from .model import (
+    Client,
+    Progress,
+    PropsError,
+    RetryRecord,
+    RunReply,
+    RunTask,
+    Task,
+    TaskEmitted,
+    TaskStateChanged,
+)
+from .service import TaskRun, TaskService, task
+from .storage import SchemaMismatch, StoreError
+
+__all__ = [
+    "Client",
+    "Progress",
+    "PropsError",
+    "RetryRecord",
+    "RunReply",
+    "RunTask",
+    "SchemaMismatch",
+    "ServiceStopped",
+    "StoreError",
+    "Task",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskDefinition",
+    "TaskEmitted",
+    "TaskFailed",
+    "TaskNoFallback",
+    "TaskNoRetry",
+    "TaskRun",
+    "TaskService",
+    "TaskStateChanged",
+    "UnknownDefinition",
+    "task",
+]
+
+__version__ = "0.1.0"

@@ -163,6 +163,8 @@ def _find_bad_value(value: Any, path: str, depth: int = 0) -> str | None:
         return None
     if value is None or isinstance(value, str | int | bool | bytes):
         return None
+    if isinstance(value, set | frozenset):
+        return f"{path}: {type(value).__name__} has no order; use a sorted list"
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
@@ -193,17 +195,15 @@ def canonical_json(value: Any, what: str = "props") -> bytes:
     stored: objects msgspec does not know, sets, non-str keys, NaN/infinity,
     nesting deeper than 200 levels.
     """
+    # Walk first: msgspec accepts sets (in arbitrary order, so the hash would
+    # not be stable), writes NaN/inf as null and nests as deep as the stack.
+    found = _find_bad_value(value, what)
+    if found:
+        raise PropsError(found)
     try:
-        data = _json_encoder.encode(value)
+        return _json_encoder.encode(value)
     except (TypeError, ValueError, RecursionError, msgspec.EncodeError) as error:
-        found = _find_bad_value(value, what)
-        raise PropsError(found or f"{what}: {error}") from None
-    # msgspec writes NaN/inf as null; only look closer when a null is present.
-    if b"null" in data:
-        found = _find_bad_value(value, what)
-        if found:
-            raise PropsError(found)
-    return data
+        raise PropsError(f"{what}: {error}") from None
 
 
 def props_hash(name: str, props: dict[str, Any], client: Client | None = None) -> str:

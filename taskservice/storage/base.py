@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 from ..model import SCHEMA_VERSION, Task
+from .indexes import index_keys
 from .keys import decode_key
 
 __all__ = [
@@ -173,6 +174,54 @@ def id_of_key(key: bytes) -> str:
     if not isinstance(task_id, str):
         raise CorruptRecord(f"index key does not end with a task id: {key!r}")
     return task_id
+
+
+class Prepared(msgspec.Struct):
+    """A snapshot ready to write: its record, the task as readers will decode it, its keys."""
+
+    task: Task
+    record: bytes
+    keys: dict[str, bytes | None]
+
+
+def prepare(task: Task) -> Prepared:
+    """Encode a snapshot and check it decodes again; raises `StoreError` if it cannot be stored.
+
+    Task structs are not validated when built or changed, so a snapshot can hold
+    values that encode but do not decode (a non-str props key, an int state...).
+    Writing it would lose the task; refusing it fails only the caller's write.
+    """
+    try:
+        record = encode_record(task)
+        decoded = decode_record(record)
+        return Prepared(decoded, record, index_keys(decoded))
+    except (CorruptRecord, TypeError, ValueError, OverflowError, msgspec.EncodeError) as error:
+        task_id = getattr(task, "id", None)
+        raise StoreError(f"task {task_id!r} cannot be stored: {error}") from None
+
+
+def prepare_batches(
+    batches: Sequence[tuple[Sequence[Task], CommitCallback | None]],
+) -> tuple[dict[str, Prepared], list[tuple[CommitCallback | None, BaseException | None]]]:
+    """Prepare every batch on its own: a batch that cannot be stored fails alone.
+
+    Returns the newest prepared snapshot of each task among the good batches
+    (by version, then order) and, per batch, its callback and its error.
+    """
+    latest: dict[str, Prepared] = {}
+    outcomes: list[tuple[CommitCallback | None, BaseException | None]] = []
+    for tasks, callback in batches:
+        try:
+            prepared = [prepare(task) for task in tasks]
+        except StoreError as error:
+            outcomes.append((callback, error))
+            continue
+        for item in prepared:
+            held = latest.get(item.task.id)
+            if held is None or item.task.version >= held.task.version:
+                latest[item.task.id] = item
+        outcomes.append((callback, None))
+    return latest, outcomes
 
 
 def latest_per_task(tasks: Sequence[Task]) -> dict[str, Task]:

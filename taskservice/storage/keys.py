@@ -78,8 +78,12 @@ def _encode_part(part: Any, out: bytearray) -> None:
         out.append(_BYTES)
         out += _escape(bytes(part))
     elif isinstance(part, _dt.datetime):
-        if part.tzinfo is None:
+        if part.tzinfo is None or part.utcoffset() is None:
             raise ValueError("naive datetime cannot be part of a key; give it a tzinfo")
+        try:
+            part.astimezone(_dt.UTC)
+        except OverflowError:
+            raise ValueError(f"datetime {part!r} is outside the UTC range of datetime") from None
         delta = part - _EPOCH
         micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
         out.append(_DATETIME)
@@ -131,10 +135,16 @@ def decode_key(data: bytes) -> tuple[Any, ...]:
                 parts.append(int.from_bytes(data[pos : pos + 8], "big"))
                 pos += 8
             elif tag == _INT_NEG:
-                parts.append(int.from_bytes(data[pos : pos + 8], "big") + _INT_MIN)
+                value = int.from_bytes(data[pos : pos + 8], "big") + _INT_MIN
+                if value >= 0:
+                    raise ValueError(f"non-negative int under the negative tag at byte {pos - 1}")
+                parts.append(value)
                 pos += 8
             elif tag == _FLOAT:
-                parts.append(_decode_float(data[pos : pos + 8]))
+                number = _decode_float(data[pos : pos + 8])
+                if number != number:
+                    raise ValueError(f"NaN in key at byte {pos - 1}")
+                parts.append(number)
                 pos += 8
             elif tag == _DATETIME:
                 micros = int.from_bytes(data[pos : pos + 8], "big") + _INT_MIN
@@ -144,6 +154,8 @@ def decode_key(data: bytes) -> tuple[Any, ...]:
                 raise ValueError(f"unknown type tag 0x{tag:02x} at byte {pos - 1}")
     except (IndexError, struct.error) as error:
         raise ValueError(f"truncated key: {error}") from None
+    except OverflowError as error:
+        raise ValueError(f"datetime out of range in key: {error}") from None
     if pos != size:
         raise ValueError("truncated key")
     return tuple(parts)

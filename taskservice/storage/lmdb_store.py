@@ -18,15 +18,16 @@ from ..model import SCHEMA_VERSION, Task
 from .base import (
     CommitCallback,
     CorruptRecord,
+    Prepared,
     SchemaMismatch,
     StoreError,
     TaskStore,
     decode_record,
-    encode_record,
     id_of_key,
-    latest_per_task,
+    prepare_batches,
 )
 from .indexes import INDEXES, index_keys
+from .keys import encode_key
 
 __all__ = ["LmdbStore"]
 
@@ -104,6 +105,9 @@ class LmdbStore(TaskStore):
         self._readers = 0
         self._resizing = False
         self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        # Held while checking `_closed` and queueing, so nothing is queued
+        # after the writer's stop sentinel (it would never be committed).
+        self._submit_lock = threading.Lock()
         self._closed = False
         self._writer: threading.Thread | None = None
         if not readonly:
@@ -135,19 +139,24 @@ class LmdbStore(TaskStore):
     # -- reads ----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[Any]:
+    def _gated(self) -> Iterator[None]:
+        """Keep the map from being resized while the block runs."""
         with self._gate:
             while self._resizing:
                 self._gate.wait()
             self._readers += 1
         try:
-            with self.env.begin(buffers=True) as txn:
-                yield txn
+            yield
         finally:
             with self._gate:
                 self._readers -= 1
                 if self._readers == 0:
                     self._gate.notify_all()
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self._gated(), self.env.begin(buffers=True) as txn:
+            yield txn
 
     def _decode(self, key: bytes, value: Any) -> Task | None:
         try:
@@ -211,7 +220,7 @@ class LmdbStore(TaskStore):
     def raw_put(self, key: bytes, value: bytes) -> None:
         """Write raw bytes as a task record, bypassing encoding (for repair tools and tests)."""
         self.flush()
-        with self.env.begin(write=True) as txn:
+        with self._gated(), self.env.begin(write=True) as txn:
             txn.put(key, value, db=self._tasks)
 
     def map_info(self) -> tuple[int, int]:
@@ -223,9 +232,10 @@ class LmdbStore(TaskStore):
     # -- writes ---------------------------------------------------------------
 
     def submit(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
-        if self._closed:
-            raise StoreError("the task store is closed")
-        self._queue.put(_Batch(tasks, callback))
+        with self._submit_lock:
+            if self._closed:
+                raise StoreError("the task store is closed")
+            self._queue.put(_Batch(tasks, callback))
 
     def flush(self, timeout: float | None = 30.0) -> None:
         if self._writer is None or not self._writer.is_alive():
@@ -277,58 +287,79 @@ class LmdbStore(TaskStore):
             log.error("background fsync of %s failed: %s", self.path, error)
 
     def _commit(self, batches: list[_Batch]) -> None:
-        tasks = latest_per_task([task for batch in batches for task in batch.tasks])
-        error: BaseException | None = None
         started = time.perf_counter()
+        outcomes: list[tuple[CommitCallback | None, BaseException | None]] = []
+        try:
+            tasks, outcomes = prepare_batches([(batch.tasks, batch.callback) for batch in batches])
+            error = self._write_growing(tasks)
+        except Exception as other:  # never let the writer thread die
+            error = StoreError(f"commit to task store {self.path!r} failed: {other!r}")
+            log.exception("commit failed")
+            outcomes = [(batch.callback, None) for batch in batches]
+            tasks = {}
+        if error is None:
+            self._record_commit(time.perf_counter() - started, len(tasks))
+        for callback, batch_error in outcomes:
+            if callback is not None:
+                try:
+                    callback(batch_error or error)
+                except Exception:
+                    log.exception("commit callback failed")
+
+    def _write_growing(self, tasks: dict[str, Prepared]) -> BaseException | None:
+        """Write in one transaction, growing the map while it is full; the error, if any."""
         while True:
             try:
                 self._write(tasks)
-                break
+                return None
             except lmdb.MapFullError:
                 try:
                     self._grow()
                 except lmdb.Error as grow_error:
-                    error = StoreError(f"task store map is full and cannot grow: {grow_error}")
-                    break
+                    return StoreError(f"task store map is full and cannot grow: {grow_error}")
             except lmdb.Error as lmdb_error:
                 error = StoreError(f"commit to task store {self.path!r} failed: {lmdb_error}")
                 log.error("%s", error)
-                break
-            except Exception as other:
-                error = StoreError(f"commit to task store {self.path!r} failed: {other!r}")
-                log.exception("commit failed")
-                break
-        if error is None:
-            self._record_commit(time.perf_counter() - started, len(tasks))
-        for batch in batches:
-            if batch.callback is not None:
-                try:
-                    batch.callback(error)
-                except Exception:
-                    log.exception("commit callback failed")
+                return error
 
-    def _write(self, tasks: dict[str, Task]) -> None:
+    def _write(self, tasks: dict[str, Prepared]) -> None:
         with self.env.begin(write=True) as txn:
-            for task_id, task in tasks.items():
+            for task_id, item in tasks.items():
                 key = task_id.encode()
                 old_raw = txn.get(key, db=self._tasks)
                 old_keys: dict[str, bytes | None] = {}
                 if old_raw is not None:
                     try:
                         old_keys = index_keys(decode_record(old_raw))
-                    except CorruptRecord:
-                        old_keys = {}
-                new_keys = index_keys(task)
+                    except (CorruptRecord, ValueError, TypeError):
+                        # The old keys are unknown: drop every entry naming this id.
+                        self._drop_index_entries(txn, task_id)
                 for name, db in self._indexes.items():
                     old = old_keys.get(name)
-                    new = new_keys[name]
+                    new = item.keys[name]
                     if old == new:
                         continue
                     if old is not None:
                         txn.delete(old, db=db)
                     if new is not None:
                         txn.put(new, b"", db=db)
-                txn.put(key, encode_record(task), db=self._tasks)
+                txn.put(key, item.record, db=self._tasks)
+
+    def _drop_index_entries(self, txn: Any, task_id: str) -> None:
+        """Delete every index key ending with `task_id` (a full scan: repair only)."""
+        suffix = encode_key((task_id,))
+        dropped = 0
+        for db in self._indexes.values():
+            cursor = txn.cursor(db=db)
+            stale = [
+                bytes(key)
+                for key in cursor.iternext(keys=True, values=False)
+                if bytes(key).endswith(suffix) and _last_id(bytes(key)) == task_id.encode()
+            ]
+            for key in stale:
+                txn.delete(key, db=db)
+            dropped += len(stale)
+        log.warning("replaced corrupt record %r; dropped %d index entries", task_id, dropped)
 
     def _grow(self) -> None:
         with self._gate:
@@ -355,9 +386,10 @@ class LmdbStore(TaskStore):
             os.chmod(os.path.join(dest, "data.mdb"), 0o600)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        with self._submit_lock:
+            if self._closed:
+                return
+            self._closed = True
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join()

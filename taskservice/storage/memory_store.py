@@ -9,15 +9,17 @@ import time
 from collections.abc import Iterator, Sequence
 
 from ..model import Task
-from .base import CommitCallback, StoreError, TaskStore, id_of_key, latest_per_task
-from .indexes import INDEXES, index_keys
+from .base import CommitCallback, StoreError, TaskStore, decode_record, id_of_key, prepare_batches
+from .indexes import INDEXES
 
 __all__ = ["MemoryStore"]
 
 
 class MemoryStore(TaskStore):
-    """Tasks and sorted indexes in dicts and lists; writes apply at once.
+    """Encoded tasks and sorted indexes in dicts and lists; writes apply at once.
 
+    Records are kept encoded, like LMDB's, so a caller changing a task object
+    after `put` (or one it read) cannot change the store behind its indexes.
     Everything is lost when the process ends. A snapshot writes an LMDB copy,
     so a memory-mode service can still be backed up.
     """
@@ -27,7 +29,7 @@ class MemoryStore(TaskStore):
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._tasks: dict[str, Task] = {}
+        self._tasks: dict[str, bytes] = {}
         self._keys: dict[str, dict[str, bytes | None]] = {}
         self._indexes: dict[str, list[bytes]] = {name: [] for name in INDEXES}
         self._closed = False
@@ -36,11 +38,12 @@ class MemoryStore(TaskStore):
         if self._closed:
             raise StoreError("the task store is closed")
         started = time.perf_counter()
-        latest = latest_per_task(tasks)
+        latest, ((_, error),) = prepare_batches([(tasks, callback)])
         with self._lock:
-            for task in latest.values():
+            for item in latest.values():
+                task = item.task
                 old_keys = self._keys.get(task.id, {})
-                new_keys = index_keys(task)
+                new_keys = item.keys
                 for name, keys in self._indexes.items():
                     old = old_keys.get(name)
                     new = new_keys[name]
@@ -53,13 +56,15 @@ class MemoryStore(TaskStore):
                     if new is not None:
                         bisect.insort(keys, new)
                 self._keys[task.id] = new_keys
-                self._tasks[task.id] = task
-        self._record_commit(time.perf_counter() - started, len(latest))
+                self._tasks[task.id] = item.record
+        if error is None:
+            self._record_commit(time.perf_counter() - started, len(latest))
         if callback is not None:
-            callback(None)
+            callback(error)
 
     def get(self, task_id: str) -> Task | None:
-        return self._tasks.get(task_id)
+        record = self._tasks.get(task_id)
+        return None if record is None else decode_record(record)
 
     def _range(self, index: str, low: bytes, high: bytes | None) -> list[bytes]:
         keys = self._indexes[index]
@@ -70,7 +75,8 @@ class MemoryStore(TaskStore):
     def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
         with self._lock:
             keys = self._range(index, low, high)[:limit]
-            return [self._tasks[id_of_key(key)] for key in keys]
+            records = [self._tasks[id_of_key(key)] for key in keys]
+        return [decode_record(record) for record in records]
 
     def scan_keys(self, index: str, low: bytes, high: bytes | None) -> Iterator[bytes]:
         with self._lock:
@@ -78,7 +84,8 @@ class MemoryStore(TaskStore):
 
     def iter_tasks(self) -> Iterator[Task]:
         with self._lock:
-            return iter(list(self._tasks.values()))
+            records = list(self._tasks.values())
+        return (decode_record(record) for record in records)
 
     def count(self) -> int:
         return len(self._tasks)

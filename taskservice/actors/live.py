@@ -1,0 +1,191 @@
+"""The runtime state of one task that is in the supervisor's registry."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..model import Progress, Task
+from ..storage.base import TaskStore
+from .scheduler import Scheduler, Timer
+
+if TYPE_CHECKING:
+    import pykka
+
+    from ..definition import TaskDefinition
+    from ..metrics.hooks import MetricsHooks
+    from ..service import TaskService
+
+__all__ = ["PROGRESS_INTERVAL", "LiveTask", "Runtime", "new_id", "now_ms"]
+
+PROGRESS_INTERVAL = 0.4
+"""Seconds between two stored/published progress updates of one task (the seed's throttle)."""
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def new_id() -> str:
+    """A new task id: time-ordered hex, unique across processes and restarts."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(5)}"
+
+
+@dataclass(eq=False)
+class Runtime:
+    """What the actors of one service share."""
+
+    name: str
+    store: TaskStore
+    scheduler: Scheduler
+    metrics: MetricsHooks
+    service: TaskService
+    bus: pykka.ActorRef[Any] | None = None
+    supervisor: pykka.ActorRef[Any] | None = None
+    publish: Callable[[Task], None] = field(default=lambda task: None)
+
+
+class LiveTask:
+    """A task the supervisor is working on: its latest snapshot and run state.
+
+    `update` is the one way a snapshot changes: it bumps the version and hands
+    the snapshot to the store under the task's lock, so the store and the
+    subscribers see the versions of one task in order.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        definition: TaskDefinition[Any, Any],
+        runtime: Runtime,
+        parent: LiveTask | None = None,
+        progress_factor: float = 1.0,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.task = task
+        self.definition = definition
+        self.runtime = runtime
+        self.parent = parent
+        self.progress_factor = progress_factor
+        self.children: dict[str, LiveTask] = {}
+        self.cancel_event = threading.Event()
+        self.result: Future[Any] = Future()
+        self.attempt = len(task.retries)
+        self.timer: Timer | None = None
+        self.queued_at: float | None = None
+        self.committed = False
+        self.holds_slot = False
+        self.pending_replies: list[Future[Any]] = []
+        self.last_error: BaseException | None = None
+        self._own: tuple[float, float, str | None, dict[str, Any]] = (
+            task.progress.current,
+            task.progress.total,
+            task.progress.action,
+            task.progress.extra,
+        )
+        self._child_progress: dict[str, tuple[float, float]] = {}
+        self._last_emit = 0.0
+        self._dirty = False
+        self._flush_timer: Timer | None = None
+
+    @property
+    def id(self) -> str:
+        """The task id."""
+        return self.task.id
+
+    def update(
+        self, on_commit: Callable[[BaseException | None], None] | None = None, **changes: Any
+    ) -> Task:
+        """Change the snapshot, persist it, and publish it once committed."""
+        publish = self.runtime.publish
+        with self.lock:
+            task = msgspec.structs.replace(self.task, version=self.task.version + 1, **changes)
+            self.task = task
+
+            def committed(error: BaseException | None) -> None:
+                if error is None:
+                    publish(task)
+                if on_commit is not None:
+                    on_commit(error)
+
+            self.runtime.store.submit((task,), committed)
+        return task
+
+    # -- progress -------------------------------------------------------------
+
+    def aggregate_progress(self) -> Progress:
+        """Own progress plus every subtask's, weighted by its progress factor."""
+        with self.lock:
+            current, total, action, extra = self._own
+            for child_current, child_total in self._child_progress.values():
+                current += child_current
+                total += child_total
+            return Progress(current=current, total=total, action=action, extra=extra)
+
+    def report_progress(
+        self, current: float, total: float, action: str | None, extra: dict[str, Any]
+    ) -> None:
+        """Record the task's own progress; stored and published at most every 400 ms."""
+        with self.lock:
+            self._own = (float(current), float(total), action, extra)
+        self._progress_changed()
+
+    def child_progress(self, child_id: str, current: float, total: float) -> None:
+        """Record a subtask's (already weighted) progress."""
+        with self.lock:
+            self._child_progress[child_id] = (current, total)
+        self._progress_changed()
+
+    def _progress_changed(self) -> None:
+        progress = self.aggregate_progress()
+        if self.parent is not None:
+            factor = self.progress_factor
+            self.parent.child_progress(self.id, progress.current * factor, progress.total * factor)
+        with self.lock:
+            if self.task.is_terminal:
+                return
+            now = time.monotonic()
+            wait = self._last_emit + PROGRESS_INTERVAL - now
+            if wait <= 0:
+                self._last_emit = now
+                self._dirty = False
+                self.update(progress=progress)
+                self.runtime.metrics.progress_update(self.task.name)
+                return
+            self._dirty = True
+            if self._flush_timer is None:
+                self._flush_timer = self.runtime.scheduler.call_later(wait, self._flush_progress)
+
+    def _flush_progress(self) -> None:
+        with self.lock:
+            self._flush_timer = None
+            if not self._dirty or self.task.is_terminal:
+                return
+            self._dirty = False
+            self._last_emit = time.monotonic()
+            self.update(progress=self.aggregate_progress())
+            self.runtime.metrics.progress_update(self.task.name)
+
+    def final_progress(self, complete: bool) -> Progress:
+        """The progress stored with the terminal state; `complete` fills it up."""
+        with self.lock:
+            self._dirty = False
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
+        progress = self.aggregate_progress()
+        if complete:
+            total = progress.total if progress.total > 0 else 1.0
+            progress = msgspec.structs.replace(progress, current=total, total=total)
+        if self.parent is not None:
+            factor = self.progress_factor
+            self.parent.child_progress(self.id, progress.current * factor, progress.total * factor)
+        return progress

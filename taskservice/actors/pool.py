@@ -1,0 +1,102 @@
+"""Cheap actor starts: pykka actors whose loops run on pooled daemon threads.
+
+Starting a `pykka.ThreadingActor` creates an OS thread, which costs more
+than a whole short task. A `PooledActor` is an ordinary pykka actor (its own
+inbox, ref, registry entry and loop) whose loop runs on an idle thread from
+an elastic pool: a thread is reused when one is idle, a new one is started
+when none is, and idle threads end after `idle_seconds`.
+
+Pool threads are daemon threads: a hung `execute` never keeps the interpreter
+alive after the service has stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import ClassVar
+
+import pykka
+
+__all__ = ["PooledActor", "ThreadPool"]
+
+log = logging.getLogger("taskservice.actors")
+
+
+class _Worker:
+    __slots__ = ("job", "wake")
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+        self.job: Callable[[], None] | None = None
+
+
+class ThreadPool:
+    """An unbounded pool of daemon threads that run one job each at a time."""
+
+    def __init__(self, name: str = "taskservice-task", idle_seconds: float = 30.0) -> None:
+        self._name = name
+        self._idle_seconds = idle_seconds
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._threads = 0
+        self._counter = 0
+
+    @property
+    def threads(self) -> int:
+        """Threads alive in the pool, busy or idle."""
+        return self._threads
+
+    @property
+    def idle(self) -> int:
+        """Threads waiting for a job."""
+        return len(self._idle)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run `job` on an idle thread, or on a new one."""
+        with self._lock:
+            if self._idle:
+                worker = self._idle.pop()
+                worker.job = job
+                worker.wake.set()
+                return
+            self._threads += 1
+            self._counter += 1
+            number = self._counter
+        worker = _Worker()
+        worker.job = job
+        thread = threading.Thread(
+            target=self._loop, args=(worker,), name=f"{self._name}-{number}", daemon=True
+        )
+        thread.start()
+
+    def _loop(self, worker: _Worker) -> None:
+        while True:
+            job = worker.job
+            worker.job = None
+            if job is not None:
+                try:
+                    job()
+                except BaseException:
+                    log.exception("pooled job failed")
+            with self._lock:
+                self._idle.append(worker)
+                worker.wake.clear()
+            if worker.wake.wait(self._idle_seconds):
+                continue
+            with self._lock:
+                if worker.wake.is_set():
+                    continue  # a job arrived just as the wait timed out
+                self._idle.remove(worker)
+                self._threads -= 1
+                return
+
+
+class PooledActor(pykka.ThreadingActor):
+    """A pykka actor whose loop runs on a thread of `pool`."""
+
+    pool: ClassVar[ThreadPool] = ThreadPool()
+
+    def _start_actor_loop(self) -> None:
+        self.pool.submit(self._actor_loop)

@@ -1,0 +1,701 @@
+"""The supervisor: the registry of live tasks, create-or-reuse, retries, cancel, recovery."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import pykka
+from pykka import messages as pykka_messages
+
+from ..definition import (
+    ServiceStopped,
+    TaskDefinition,
+    TaskFailed,
+    TaskNoFallback,
+    TaskNoRetry,
+    default_retry_delay,
+)
+from ..model import (
+    ACTIVE_STATES,
+    Client,
+    PropsError,
+    RetryRecord,
+    RunReply,
+    RunTask,
+    Task,
+    canonical_json,
+    props_hash,
+)
+from ..storage.base import StoreError
+from ..storage.keys import encode_key, prefix_end
+from .live import LiveTask, Runtime, new_id, now_ms
+from .task_actor import AttemptEnded, TaskActor
+
+__all__ = ["Run", "RunOutcome", "Supervisor"]
+
+log = logging.getLogger("taskservice.supervisor")
+
+RunOutcome = tuple[LiveTask | Task, bool]
+"""What a run request resolves to: the live task (or a finished snapshot), and whether it is new."""
+
+
+@dataclass(slots=True)
+class Run:
+    """Internal run request, validated and hashed on the caller's thread."""
+
+    definition: TaskDefinition[Any, Any]
+    props: dict[str, Any]
+    cause_type: str
+    cause: str
+    expire: int | None
+    client: Client | None
+    hash: str
+    reply: Future[RunOutcome]
+    parent: LiveTask | None = None
+    progress_factor: float = 1.0
+
+
+@dataclass(slots=True)
+class Cancel:
+    """Internal: cancel one task (by id) or every task of a cause."""
+
+    reply: Future[int]
+    task_id: str | None = None
+    cause: tuple[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Committed:
+    """Internal: the created (or restarted) record of a task is committed."""
+
+    live: LiveTask
+    error: BaseException | None
+
+
+@dataclass(slots=True)
+class Forget:
+    """Internal: a task's terminal snapshot is committed; drop it from the registry."""
+
+    live: LiveTask
+
+
+@dataclass(slots=True)
+class RetryDue:
+    """Internal: a retry timer fired."""
+
+    live: LiveTask
+
+
+@dataclass(slots=True)
+class AttemptTimeout:
+    """Internal: an attempt ran past its definition's timeout."""
+
+    live: LiveTask
+    token: int
+
+
+@dataclass(slots=True)
+class Recover:
+    """Internal: resume what a previous process left unfinished."""
+
+    reply: Future[list[Task]]
+
+
+@dataclass(slots=True)
+class Drain:
+    """Internal: stop taking work; the reply resolves when no attempt is running."""
+
+    reply: Future[None]
+    running: list[LiveTask] = field(default_factory=list)
+
+
+class AttemptTimedOut(Exception):
+    """An attempt ran longer than the definition's `timeout`."""
+
+
+class _Later:
+    """A reply an actor gives once `future` resolves, converted by `convert`."""
+
+    __slots__ = ("convert", "future")
+
+    def __init__(self, future: Future[Any], convert: Callable[[Future[Any]], Any]) -> None:
+        self.future = future
+        self.convert = convert
+
+
+def describe(error: BaseException) -> str:
+    """The error text stored on a task: `Type: message`."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class Supervisor(pykka.ThreadingActor):
+    """Owns the registry of live tasks; every state decision is taken here.
+
+    Runs go in as `RunTask` (public) or internal `Run` messages; a task with
+    the same hash in the same cause is joined while live, or its result is
+    returned if it finished and has not expired. New tasks are persisted and
+    then started on a `TaskActor`, at most `max_concurrency` top-level
+    attempts at a time (subtasks do not wait for a slot: their parent holds
+    one). Retry timers live in the shared scheduler.
+    """
+
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        definitions: dict[str, TaskDefinition[Any, Any]],
+        max_concurrency: int,
+    ) -> None:
+        super().__init__()
+        self._rt = runtime
+        self._definitions = definitions
+        self._max_concurrency = max_concurrency
+        self._live: dict[str, LiveTask] = {}
+        self._by_hash: dict[tuple[str, str, str], LiveTask] = {}
+        self._queue: deque[LiveTask] = deque()
+        self._slots_used = 0
+        self._running: set[LiveTask] = set()
+        self._stopping = False
+        self._drain: Drain | None = None
+
+    # -- the actor loop: like pykka's, plus replies given later ---------------
+
+    def _actor_loop_running(self) -> None:
+        while not self.actor_stopped.is_set():
+            envelope = self.actor_inbox.get()
+            try:
+                response = self._handle_receive(envelope.message)
+            except Exception:
+                if envelope.reply_to is not None:
+                    envelope.reply_to.set_exception()
+                else:
+                    log.exception("supervisor failed on %r", envelope.message)
+                continue
+            except BaseException:
+                log.exception("supervisor stopping on %r", envelope.message)
+                self._stop()
+                return
+            reply_to = envelope.reply_to
+            if reply_to is None:
+                continue
+            if isinstance(response, _Later):
+                later = response
+
+                def answer(future: Future[Any], later: _Later = later, to: Any = reply_to) -> None:
+                    to.set(later.convert(future))
+
+                later.future.add_done_callback(answer)
+            else:
+                reply_to.set(response)
+
+    def on_receive(self, message: Any) -> Any:
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            if isinstance(message, pykka_messages.ProxyCall):
+                return super().on_receive(message)
+            log.warning("supervisor got an unknown message %r", message)
+            return RunReply(error=f"unknown message type {type(message).__name__}")
+        return handler(self, message)
+
+    # -- runs -----------------------------------------------------------------
+
+    def _on_run_task(self, message: RunTask) -> Any:
+        """The public message: validate, then run like `Run`."""
+        reply: Future[RunOutcome] = Future()
+        try:
+            if not isinstance(message, RunTask):
+                raise TypeError("expected a RunTask")
+            definition = self._definitions.get(message.definition)
+            if definition is None:
+                raise LookupError(f"unknown task definition {message.definition!r}")
+            if not isinstance(message.props, dict):
+                raise TypeError("props must be a dict")
+            for label, value in (("cause_type", message.cause_type), ("cause", message.cause)):
+                if not isinstance(value, str):
+                    raise TypeError(f"{label} must be a str, not {type(value).__name__}")
+            if message.expire is not None and not isinstance(message.expire, int):
+                raise TypeError("expire must be an int (ms) or None")
+            if message.client is not None and not isinstance(message.client, Client):
+                raise TypeError("client must be a Client or None")
+            digest = props_hash(definition.name, message.props, message.client)
+        except (LookupError, TypeError, PropsError) as error:
+            log.warning("rejected RunTask: %s", error)
+            return RunReply(error=describe(error))
+        self._on_run(
+            Run(
+                definition=definition,
+                props=message.props,
+                cause_type=message.cause_type,
+                cause=message.cause,
+                expire=message.expire,
+                client=message.client,
+                hash=digest,
+                reply=reply,
+            )
+        )
+        return _Later(reply, _run_reply)
+
+    def _on_run(self, run: Run) -> None:
+        if self._stopping:
+            run.reply.set_exception(ServiceStopped("the task service is stopping"))
+            return
+        definition = run.definition
+        self._definitions.setdefault(definition.name, definition)
+        key = (run.cause_type, run.cause, run.hash)
+        expire = run.expire if run.expire is not None else definition.expire
+        now = now_ms()
+        live = self._by_hash.get(key)
+        if live is not None and _reusable(live.task, run.props, expire, now):
+            self._rt.metrics.task_reused(definition.name)
+            self._adopt(live, run)
+            if live.committed:
+                run.reply.set_result((live, False))
+            else:
+                live.pending_replies.append(run.reply)
+            return
+        stored = self._find_stored(key, run.props, expire, now)
+        if stored is not None and stored.id not in self._live:
+            self._rt.metrics.task_reused(definition.name)
+            if stored.state in ("done", "fallbackDone"):
+                run.reply.set_result((stored, False))
+                return
+            # Unfinished and not live (an interrupted subtask): run it again.
+            live = LiveTask(stored, definition, self._rt, run.parent, run.progress_factor)
+            self._register(live)
+            live.pending_replies.append(run.reply)
+            live.update(on_commit=self._committed_callback(live), state="created")
+            return
+        parent = run.parent
+        task = Task(
+            id=new_id(),
+            name=definition.name,
+            service=definition.service or self._rt.name,
+            properties=run.props,
+            hash=run.hash,
+            cause_type=run.cause_type,
+            cause=run.cause,
+            root_type=parent.task.root_type if parent else run.cause_type,
+            root=parent.task.root if parent else run.cause,
+            client=run.client,
+            max_retries=definition.max_retries,
+            created_at=now,
+        )
+        live = LiveTask(task, definition, self._rt, parent, run.progress_factor)
+        self._register(live)
+        live.pending_replies.append(run.reply)
+        self._rt.metrics.task_created(definition.name)
+        callback = self._committed_callback(live)
+        publish = self._rt.publish
+
+        def committed(error: BaseException | None) -> None:
+            if error is None:
+                publish(task)
+            callback(error)
+
+        self._rt.store.submit((task,), committed)
+
+    def _adopt(self, live: LiveTask, run: Run) -> None:
+        """A subtask joined by another parent reports progress to the first one only."""
+        if run.parent is not None and live.parent is None and live.task.is_subtask:
+            live.parent = run.parent
+            run.parent.children[live.id] = live
+
+    def _find_stored(
+        self, key: tuple[str, str, str], props: dict[str, Any], expire: int | None, now: int
+    ) -> Task | None:
+        prefix = encode_key(key)
+        try:
+            candidates = self._rt.store.scan("by_cause_hash", prefix, prefix_end(prefix), 1000)
+        except Exception:
+            log.exception("reuse lookup failed; creating a new task")
+            return None
+        best: Task | None = None
+        for task in candidates:
+            if _reusable(task, props, expire, now) and (
+                best is None or task.created_at > best.created_at
+            ):
+                best = task
+        return best
+
+    def _register(self, live: LiveTask) -> None:
+        task = live.task
+        self._live[task.id] = live
+        self._by_hash[(task.cause_type, task.cause, task.hash)] = live
+        if live.parent is not None:
+            live.parent.children[task.id] = live
+
+    def _unregister(self, live: LiveTask) -> None:
+        task = live.task
+        self._live.pop(task.id, None)
+        key = (task.cause_type, task.cause, task.hash)
+        if self._by_hash.get(key) is live:
+            del self._by_hash[key]
+        if live.parent is not None:
+            live.parent.children.pop(task.id, None)
+
+    def _committed_callback(self, live: LiveTask) -> Callable[[BaseException | None], None]:
+        ref = self.actor_ref
+
+        def committed(error: BaseException | None) -> None:
+            try:
+                ref.tell(Committed(live, error))
+            except pykka.ActorDeadError:
+                live.result.set_exception(ServiceStopped("the task service stopped"))
+
+        return committed
+
+    def _on_committed(self, message: Committed) -> None:
+        live = message.live
+        live.committed = True
+        replies, live.pending_replies = live.pending_replies, []
+        if message.error is not None:
+            self._unregister(live)
+            error = StoreError(f"task {live.id} could not be stored: {message.error}")
+            for reply in replies:
+                reply.set_exception(error)
+            if not live.result.done():
+                live.result.set_exception(error)
+            return
+        for index, reply in enumerate(replies):
+            reply.set_result((live, index == 0))
+        if live.task.state == "created":
+            self._dispatch(live)
+
+    # -- attempts -------------------------------------------------------------
+
+    def _dispatch(self, live: LiveTask) -> None:
+        if self._stopping or live.task.is_terminal:
+            return
+        if live.task.is_subtask or self._slots_used < self._max_concurrency:
+            self._start_attempt(live)
+        else:
+            live.queued_at = time.monotonic()
+            self._queue.append(live)
+            self._rt.metrics.queued(len(self._queue))
+
+    def _start_attempt(self, live: LiveTask, fallback: bool = False) -> None:
+        live.attempt += 1
+        token = live.attempt
+        name = live.definition.name
+        if not live.task.is_subtask and not fallback:
+            self._slots_used += 1
+            live.holds_slot = True
+        wait = time.monotonic() - live.queued_at if live.queued_at is not None else None
+        live.queued_at = None
+        self._running.add(live)
+        self._rt.metrics.running_changed(name, 1)
+        if fallback:
+            live.update(state="fallback")
+        else:
+            self._rt.metrics.attempt_started(name, wait)
+            live.update(state="running", started_at=now_ms())
+        timeout = live.definition.timeout
+        if timeout is not None:
+            ref = self.actor_ref
+            live.timer = self._rt.scheduler.call_later(
+                timeout, lambda: _tell(ref, AttemptTimeout(live, token))
+            )
+        TaskActor.start(
+            live, token, self.actor_ref, fallback_error=live.last_error, fallback=fallback
+        )
+
+    def _end_attempt(self, live: LiveTask) -> None:
+        """Release what a running attempt holds: its slot, its timer."""
+        if live in self._running:
+            self._running.discard(live)
+            self._rt.metrics.running_changed(live.definition.name, -1)
+        if live.timer is not None:
+            live.timer.cancel()
+            live.timer = None
+        if live.holds_slot:
+            live.holds_slot = False
+            self._slots_used -= 1
+            self._fill_slots()
+        if self._drain is not None and not self._running:
+            self._drain.reply.set_result(None)
+            self._drain = None
+
+    def _fill_slots(self) -> None:
+        while self._queue and self._slots_used < self._max_concurrency and not self._stopping:
+            live = self._queue.popleft()
+            self._rt.metrics.queued(len(self._queue))
+            if not live.task.is_terminal:
+                self._start_attempt(live)
+
+    def _on_attempt_ended(self, ended: AttemptEnded) -> None:
+        live = ended.live
+        if ended.token != live.attempt or live.task.is_terminal:
+            log.info("ignoring the outcome of an abandoned attempt of task %s", live.id)
+            return
+        self._end_attempt(live)
+        if ended.fallback:
+            if ended.ok:
+                self._finish(live, "fallbackDone", result=ended.result)
+            else:
+                assert ended.error is not None
+                self._finish(live, "failed", error=describe(ended.error))
+            return
+        if ended.ok:
+            self._finish(live, "done", result=ended.result, error=None)
+            return
+        assert ended.error is not None
+        self._attempt_failed(live, ended.error, ended.stack, ended.started_at)
+
+    def _on_attempt_timeout(self, message: AttemptTimeout) -> None:
+        live = message.live
+        if message.token != live.attempt or live.task.state not in ("running", "fallback"):
+            return
+        timeout = live.definition.timeout
+        log.warning("task %s attempt timed out after %s s; abandoning it", live.id, timeout)
+        live.attempt += 1  # the running code now sees ctx.cancelled; its outcome is ignored
+        self._end_attempt(live)
+        error = AttemptTimedOut(f"attempt ran longer than {timeout} s")
+        if live.task.state == "fallback":
+            self._finish(live, "failed", error=describe(error))
+            return
+        self._attempt_failed(live, error, "", live.task.started_at)
+
+    def _attempt_failed(
+        self, live: LiveTask, error: BaseException, stack: str, started_at: int | None
+    ) -> None:
+        definition = live.definition
+        text = describe(error)
+        record = RetryRecord(started_at=started_at, failed_at=now_ms(), error=text, stack=stack)
+        retries = [*live.task.retries, record]
+        live.last_error = error
+        if self._stopping:
+            # Not retried now: stored as retrying, resumed by the next start.
+            live.update(state="retrying", retries=retries, error=text)
+            return
+        no_retry = isinstance(error, TaskNoRetry) or len(retries) >= live.task.max_retries
+        if not no_retry:
+            delay = _retry_delay(definition, len(retries) - 1)
+            live.update(state="retrying", retries=retries, error=text)
+            self._rt.metrics.task_retried(definition.name)
+            ref = self.actor_ref
+            live.timer = self._rt.scheduler.call_later(
+                delay / 1000.0, lambda: _tell(ref, RetryDue(live))
+            )
+            return
+        if definition.fallback is not None and not isinstance(error, TaskNoFallback):
+            live.update(retries=retries, error=text)
+            self._start_attempt(live, fallback=True)
+            return
+        self._finish(live, "failed", retries=retries, error=text)
+
+    def _on_retry_due(self, message: RetryDue) -> None:
+        live = message.live
+        live.timer = None
+        if live.task.state == "retrying" and not self._stopping:
+            self._dispatch(live)
+
+    def _finish(self, live: LiveTask, state: str, **changes: Any) -> None:
+        progress = live.final_progress(complete=state in ("done", "fallbackDone"))
+        ref = self.actor_ref
+        result_future = live.result
+
+        def committed(error: BaseException | None) -> None:
+            task = live.task
+            if not result_future.done():
+                if error is not None:
+                    result_future.set_exception(
+                        StoreError(f"task {task.id} ended but could not be stored: {error}")
+                    )
+                elif task.state in ("done", "fallbackDone"):
+                    result_future.set_result(task.result)
+                else:
+                    result_future.set_exception(
+                        TaskFailed(f"task {task.id} ({task.name}) {task.state}: {task.error}", task)
+                    )
+            _tell(ref, Forget(live))
+
+        task = live.update(
+            on_commit=committed, state=state, done_at=now_ms(), progress=progress, **changes
+        )
+        duration = (task.done_at or 0) - task.created_at
+        self._rt.metrics.task_finished(task.name, state, duration / 1000.0)
+
+    def _on_forget(self, message: Forget) -> None:
+        self._unregister(message.live)
+
+    # -- cancel ---------------------------------------------------------------
+
+    def _on_cancel(self, message: Cancel) -> int:
+        count = 0
+        if message.task_id is not None:
+            live = self._live.get(message.task_id)
+            if live is not None:
+                count += self._cancel_live(live)
+            else:
+                stored = self._rt.store.get(message.task_id)
+                if stored is not None:
+                    count += self._cancel_stored(stored)
+        elif message.cause is not None:
+            cause = message.cause
+            for live in list(self._live.values()):
+                if (live.task.cause_type, live.task.cause) == cause:
+                    count += self._cancel_live(live)
+            for state in (*ACTIVE_STATES, "interrupted"):
+                prefix = encode_key((*cause, state))
+                for stored in self._rt.store.scan(
+                    "by_cause_state", prefix, prefix_end(prefix), 1_000_000
+                ):
+                    if stored.id not in self._live:
+                        count += self._cancel_stored(stored)
+        message.reply.set_result(count)
+        return count
+
+    def _cancel_live(self, live: LiveTask) -> int:
+        if live.task.is_terminal or live.cancel_event.is_set():
+            return 0
+        live.cancel_event.set()
+        count = 1
+        for child in list(live.children.values()):
+            count += self._cancel_live(child)
+        if live in self._queue:
+            self._queue.remove(live)
+            self._rt.metrics.queued(len(self._queue))
+        live.attempt += 1  # a running attempt is abandoned: its outcome is ignored
+        self._end_attempt(live)
+        self._finish(live, "cancelled", error="cancelled")
+        return count
+
+    def _cancel_stored(self, task: Task) -> int:
+        if task.is_terminal:
+            return 0
+        count = 1
+        prefix = encode_key(("task_Task", task.id))
+        for child in self._rt.store.scan("by_cause_start", prefix, prefix_end(prefix), 1_000_000):
+            live = self._live.get(child.id)
+            count += self._cancel_live(live) if live is not None else self._cancel_stored(child)
+        cancelled = msgspec.structs.replace(
+            task, state="cancelled", error="cancelled", done_at=now_ms(), version=task.version + 1
+        )
+        publish = self._rt.publish
+        self._rt.store.submit((cancelled,), lambda error: None if error else publish(cancelled))
+        return count
+
+    # -- recovery and shutdown ------------------------------------------------
+
+    def _on_recover(self, message: Recover) -> None:
+        """Resume unfinished tasks of a previous process; report the unknown ones."""
+        unknown: list[Task] = []
+        found: list[Task] = []
+        for state in ACTIVE_STATES:
+            low = encode_key((state,))
+            found.extend(self._rt.store.scan("by_state", low, prefix_end(low), sys.maxsize))
+        for task in found:
+            definition = self._definitions.get(task.name)
+            if definition is None:
+                unknown.append(task)
+                continue
+            if task.is_subtask:
+                # Re-run through the parent's re-execution (hash reuse finds it).
+                live = LiveTask(task, definition, self._rt)
+                live.update(state="interrupted")
+                continue
+            live = LiveTask(task, definition, self._rt)
+            live.committed = True
+            self._register(live)
+            if task.state == "fallback":
+                live.last_error = RuntimeError(task.error or "failed")
+                self._start_attempt(live, fallback=True)
+            else:
+                self._dispatch(live)
+        if unknown:
+            names = sorted({task.name for task in unknown})
+            log.warning(
+                "%d unfinished task(s) of unregistered definitions left as they are: %s",
+                len(unknown),
+                ", ".join(names),
+            )
+        message.reply.set_result(unknown)
+
+    def _on_drain(self, message: Drain) -> None:
+        self._stopping = True
+        for live in list(self._live.values()):
+            if live.timer is not None and live.task.state == "retrying":
+                live.timer.cancel()
+                live.timer = None
+        stopped = ServiceStopped("the task service stopped before this task finished")
+        for live in self._queue:
+            if not live.result.done():
+                live.result.set_exception(stopped)
+        self._queue.clear()
+        for live in self._live.values():
+            if live not in self._running and not live.result.done():
+                live.result.set_exception(stopped)
+        if self._running:
+            message.running.extend(self._running)
+            self._drain = message
+        else:
+            message.reply.set_result(None)
+
+    def on_stop(self) -> None:
+        stopped = ServiceStopped("the task service stopped before this task finished")
+        for live in self._live.values():
+            if not live.result.done():
+                live.result.set_exception(stopped)
+
+    _handlers: dict[type, Callable[[Supervisor, Any], Any]] = {
+        RunTask: _on_run_task,
+        Run: _on_run,
+        Committed: _on_committed,
+        AttemptEnded: _on_attempt_ended,
+        AttemptTimeout: _on_attempt_timeout,
+        RetryDue: _on_retry_due,
+        Forget: _on_forget,
+        Cancel: _on_cancel,
+        Recover: _on_recover,
+        Drain: _on_drain,
+    }
+
+
+def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)
+
+
+def _reusable(task: Task, props: dict[str, Any], expire: int | None, now: int) -> bool:
+    if task.state in ("failed", "cancelled"):
+        return False
+    if expire is not None and task.created_at + expire <= now:
+        return False
+    return task.properties == props or canonical_json(task.properties) == canonical_json(props)
+
+
+def _retry_delay(definition: TaskDefinition[Any, Any], retry: int) -> float:
+    try:
+        delay = float(definition.retry_delay(retry))
+        if delay != delay or delay < 0 or delay == float("inf"):
+            raise ValueError(f"retry_delay({retry}) returned {delay!r}")
+        return delay
+    except Exception as error:
+        fallback = default_retry_delay(retry)
+        log.error(
+            "task %s: retry_delay failed (%s); using the default %s ms",
+            definition.name,
+            describe(error),
+            fallback,
+        )
+        return fallback
+
+
+def _run_reply(future: Future[RunOutcome]) -> RunReply:
+    try:
+        held, created = future.result()
+    except BaseException as error:
+        return RunReply(error=describe(error))
+    task = held.task if isinstance(held, LiveTask) else held
+    return RunReply(task=task.id, task_object=task, created=created)

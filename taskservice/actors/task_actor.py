@@ -1,0 +1,112 @@
+"""The task actor: one per run, executes one attempt (or the fallback) of a task."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from ..context import TaskContext
+from ..definition import TaskNoRetry
+from ..model import PropsError, check_encodable
+from .live import LiveTask, now_ms
+from .pool import PooledActor
+
+__all__ = ["AttemptEnded", "TaskActor"]
+
+log = logging.getLogger("taskservice.tasks")
+
+
+class UnstorableResult(TaskNoRetry):
+    """`execute` returned a value msgspec cannot encode; retrying would not help."""
+
+
+@dataclass(slots=True)
+class AttemptEnded:
+    """Told to the supervisor when a run of `execute` (or the fallback) returns."""
+
+    live: LiveTask
+    token: int
+    fallback: bool
+    ok: bool
+    result: Any
+    error: BaseException | None
+    stack: str
+    started_at: int
+
+
+class TaskActor(PooledActor):
+    """Runs `execute` (or `fallback`) once with a fresh `TaskContext`, then stops.
+
+    The outcome goes to the supervisor, which decides between done, retry,
+    fallback and failed. `cleanup` runs after every attempt. Any exception —
+    `KeyboardInterrupt` and `SystemExit` included — fails the attempt and
+    never escapes into pykka (which would stop every actor in the process).
+    """
+
+    def __init__(
+        self,
+        live: LiveTask,
+        token: int,
+        supervisor: pykka.ActorRef[Any],
+        fallback_error: BaseException | None = None,
+        fallback: bool = False,
+    ) -> None:
+        super().__init__()
+        self._live = live
+        self._token = token
+        self._supervisor = supervisor
+        self._fallback = fallback
+        self._fallback_error = fallback_error
+
+    def on_start(self) -> None:
+        try:
+            ended = self._run()
+            self._supervisor.tell(ended)
+        except pykka.ActorDeadError:
+            log.warning("supervisor gone before task %s reported its outcome", self._live.id)
+        finally:
+            self.stop()
+
+    def _run(self) -> AttemptEnded:
+        live = self._live
+        definition = live.definition
+        props = dict(live.task.properties)
+        ctx = TaskContext(live, self._token)
+        started_at = now_ms()
+        result: Any = None
+        error: BaseException | None = None
+        stack = ""
+        try:
+            if self._fallback:
+                assert definition.fallback is not None
+                error_in = self._fallback_error or RuntimeError(live.task.error or "failed")
+                result = definition.fallback(props, ctx, error_in)
+            else:
+                result = definition.execute(props, ctx, ctx.emit)
+            try:
+                check_encodable(result, "result")
+            except PropsError as bad:
+                raise UnstorableResult(str(bad)) from None
+        except BaseException as caught:
+            error = caught
+            stack = traceback.format_exc()
+        finally:
+            if not self._fallback and definition.cleanup is not None:
+                try:
+                    definition.cleanup(props, ctx)
+                except BaseException:
+                    log.exception("cleanup of task %s failed", live.id)
+        return AttemptEnded(
+            live=live,
+            token=self._token,
+            fallback=self._fallback,
+            ok=error is None,
+            result=result,
+            error=error,
+            stack=stack,
+            started_at=started_at,
+        )

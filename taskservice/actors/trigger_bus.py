@@ -1,0 +1,217 @@
+"""The trigger bus: delivers state messages to subscriber actors."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pykka
+
+from ..metrics.hooks import MetricsHooks
+from ..model import Task, TaskEmitted, TaskStateChanged
+
+__all__ = [
+    "CallbackSubscriber",
+    "Publish",
+    "PublishEvent",
+    "Subscribe",
+    "TriggerBus",
+    "Unsubscribe",
+    "trigger_names",
+]
+
+log = logging.getLogger("taskservice.triggers")
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def trigger_names(task: Task) -> tuple[str, str, str]:
+    """The three trigger names of a task's current state, general to specific.
+
+    `task<State>`, `task<Name><State>` and `<causeType>_<cause>OwnedTask<Name><State>`.
+    """
+    state = _upper_first(task.state)
+    name = _upper_first(task.name)
+    return (
+        f"task{state}",
+        f"task{name}{state}",
+        f"{task.cause_type}_{task.cause}OwnedTask{name}{state}",
+    )
+
+
+class Publish(msgspec.Struct):
+    """Internal: a committed task snapshot to deliver."""
+
+    task: Task
+
+
+class PublishEvent(msgspec.Struct):
+    """Internal: an event a task emitted."""
+
+    task_id: str
+    name: str
+    data: Any
+
+
+class Subscribe(msgspec.Struct):
+    """Internal: add a subscription by trigger name/glob or by cause."""
+
+    ref: Any
+    pattern: str | None = None
+    cause: tuple[str, str] | None = None
+
+
+class Unsubscribe(msgspec.Struct):
+    """Internal: remove every subscription of an actor (or one pattern of it)."""
+
+    ref: Any
+    pattern: str | None = None
+
+
+class _Subscription:
+    __slots__ = ("cause", "exact", "pattern", "ref", "regex")
+
+    def __init__(self, ref: pykka.ActorRef[Any], pattern: str | None, cause: Any) -> None:
+        self.ref = ref
+        self.pattern = pattern
+        self.cause: tuple[str, str] | None = (cause[0], cause[1]) if cause is not None else None
+        self.exact = pattern is not None and not any(c in pattern for c in "*?[")
+        self.regex = (
+            re.compile(fnmatch.translate(pattern))
+            if pattern is not None and not self.exact
+            else None
+        )
+
+    def match(self, task: Task, names: tuple[str, str, str]) -> str | None:
+        if self.cause is not None:
+            if (task.cause_type, task.cause) == self.cause:
+                return names[2]
+            return None
+        for name in names:
+            if self.match_name(name):
+                return name
+        return None
+
+    def match_name(self, name: str) -> bool:
+        if self.exact:
+            return name == self.pattern
+        return self.regex is not None and self.regex.match(name) is not None
+
+
+class TriggerBus(pykka.ThreadingActor):
+    """Delivers `TaskStateChanged` messages to subscribers, in order per task.
+
+    A subscription names one trigger exactly, a glob pattern (`"*"`,
+    `"upload_u1OwnedTask*"`) or a cause; each subscription gets one message
+    per state change, carrying the first of the three trigger names it
+    matches. Delivery is `tell`: a slow subscriber never stalls the bus. A dead
+    subscriber (its actor stopped, for instance after its `on_receive` raised)
+    is dropped and counted.
+    """
+
+    use_daemon_thread = True
+
+    def __init__(self, metrics: MetricsHooks) -> None:
+        super().__init__()
+        self._metrics = metrics
+        self._subscriptions: list[_Subscription] = []
+        self._seq = 0
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Publish):
+            self._publish(message.task)
+        elif isinstance(message, PublishEvent):
+            self._publish_event(message)
+        elif isinstance(message, Subscribe):
+            self._subscriptions.append(_Subscription(message.ref, message.pattern, message.cause))
+            self._metrics.subscribers(len(self._subscriptions))
+        elif isinstance(message, Unsubscribe):
+            self._subscriptions = [
+                sub
+                for sub in self._subscriptions
+                if not (
+                    sub.ref == message.ref
+                    and (message.pattern is None or sub.pattern == message.pattern)
+                )
+            ]
+            self._metrics.subscribers(len(self._subscriptions))
+        else:
+            return super().on_receive(message)
+        return None
+
+    @property
+    def seq(self) -> int:
+        """Sequence number of the last state change published."""
+        return self._seq
+
+    def _publish(self, task: Task) -> None:
+        self._seq += 1
+        if not self._subscriptions:
+            return
+        names = trigger_names(task)
+        delivered = 0
+        dead: list[_Subscription] = []
+        for sub in self._subscriptions:
+            name = sub.match(task, names)
+            if name is None:
+                continue
+            try:
+                sub.ref.tell(TaskStateChanged(trigger=name, task=task, seq=self._seq))
+                delivered += 1
+            except pykka.ActorDeadError:
+                dead.append(sub)
+        if delivered:
+            self._metrics.triggers_delivered(delivered)
+        self._drop(dead)
+
+    def _publish_event(self, event: PublishEvent) -> None:
+        self._seq += 1
+        dead: list[_Subscription] = []
+        delivered = 0
+        for sub in self._subscriptions:
+            if sub.cause is not None or not sub.match_name(event.name):
+                continue
+            try:
+                sub.ref.tell(
+                    TaskEmitted(
+                        trigger=event.name, task_id=event.task_id, data=event.data, seq=self._seq
+                    )
+                )
+                delivered += 1
+            except pykka.ActorDeadError:
+                dead.append(sub)
+        if delivered:
+            self._metrics.triggers_delivered(delivered)
+        self._drop(dead)
+
+    def _drop(self, dead: list[_Subscription]) -> None:
+        if not dead:
+            return
+        for sub in dead:
+            log.warning("dropping dead subscriber %s (%s)", sub.ref, sub.pattern or sub.cause)
+            self._metrics.subscriber_error()
+        self._subscriptions = [sub for sub in self._subscriptions if sub not in dead]
+        self._metrics.subscribers(len(self._subscriptions))
+
+
+class CallbackSubscriber(pykka.ThreadingActor):
+    """Wraps a callable as a subscriber actor: it is called with each message.
+
+    If the callable raises, the actor stops and the bus drops it.
+    """
+
+    use_daemon_thread = True
+
+    def __init__(self, callback: Callable[[Any], object]) -> None:
+        super().__init__()
+        self._callback = callback
+
+    def on_receive(self, message: Any) -> Any:
+        self._callback(message)
+        return None

@@ -1,0 +1,118 @@
+"""What a running task's code sees: `ctx`, the second argument of `execute`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .definition import TaskCancelled, TaskDefinition
+from .model import SUBTASK_CAUSE_TYPE
+
+if TYPE_CHECKING:
+    from .actors.live import LiveTask
+    from .service import TaskRun
+
+__all__ = ["TaskContext", "TaskHandle"]
+
+R = TypeVar("R")
+
+
+class TaskHandle:
+    """`ctx.task`: the running task's id and the calls that act on it."""
+
+    def __init__(self, context: TaskContext) -> None:
+        self._context = context
+        self.id: str = context.task_id
+        self.run = context.run
+        self.progress = context.progress
+        self.trigger = context.trigger
+        self.trigger_service = context.trigger_service
+
+
+class TaskContext:
+    """The running task: its identity and cause, progress, subtasks and cancellation.
+
+    One context is made per attempt. `run` (also `task.run`) starts a subtask
+    and blocks until it ends; `progress` reports how far the task has come;
+    `cancelled` turns true when the task is cancelled or the attempt has timed
+    out — long-running code should check it (or call `check_cancelled`).
+    """
+
+    def __init__(self, live: LiveTask, attempt: int) -> None:
+        self._live = live
+        self._attempt = attempt
+        snapshot = live.task
+        self.task_id: str = snapshot.id
+        self.name: str = snapshot.name
+        self.cause_type: str = snapshot.cause_type
+        self.cause: str = snapshot.cause
+        self.root_type: str = snapshot.root_type
+        self.root: str = snapshot.root
+        self.attempt: int = attempt
+        """1 for the first attempt, 2 for the first retry, ..."""
+        self.task = TaskHandle(self)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the task was cancelled or this attempt was abandoned (timed out)."""
+        return self._live.cancel_event.is_set() or self._live.attempt != self._attempt
+
+    def check_cancelled(self) -> None:
+        """Raise `TaskCancelled` if `cancelled` is true."""
+        if self.cancelled:
+            raise TaskCancelled(f"task {self.task_id} was cancelled")
+
+    def progress(
+        self, current: float, total: float, action: str | None = None, **extra: Any
+    ) -> None:
+        """Report progress; stored and published at most every 400 ms, and at the end."""
+        self._live.report_progress(current, total, action, extra)
+
+    def run(
+        self,
+        definition: TaskDefinition[Any, R] | str,
+        props: dict[str, Any],
+        progress_factor: float = 1.0,
+        expire: int | None = None,
+    ) -> R:
+        """Run a subtask and return its result (its failure is raised here).
+
+        The subtask's cause is `("task_Task", <this task's id>)`; a finished
+        subtask with the same props is reused, which is what lets a re-run
+        parent skip the work it already did.
+        """
+        self.check_cancelled()
+        run: TaskRun[R] = self._live.runtime.service._start(
+            definition,
+            props,
+            SUBTASK_CAUSE_TYPE,
+            self.task_id,
+            expire=expire,
+            client=None,
+            parent=self._live,
+            progress_factor=progress_factor,
+        )
+        return run.result()
+
+    def trigger(self, name: str, props: dict[str, Any]) -> list[TaskRun[Any]]:
+        """Start every definition listening to trigger `name`, in this task's cause.
+
+        The started tasks are not subtasks: they run on their own; this call
+        returns their runs without waiting.
+        """
+        return self._live.runtime.service.trigger(
+            name, props, cause_type=self.cause_type, cause=self.cause
+        )
+
+    def trigger_service(self, service: str, name: str, props: dict[str, Any]) -> list[TaskRun[Any]]:
+        """Like `trigger`, limited to definitions of one service."""
+        return self._live.runtime.service.trigger(
+            name, props, cause_type=self.cause_type, cause=self.cause, service=service
+        )
+
+    def emit(self, name: str, data: Any = None) -> None:
+        """Publish an event to subscribers of trigger `name` (a `TaskEmitted`)."""
+        from .actors.trigger_bus import PublishEvent
+
+        bus = self._live.runtime.bus
+        if bus is not None:
+            bus.tell(PublishEvent(task_id=self.task_id, name=name, data=data))

@@ -1,0 +1,144 @@
+"""Task definitions and the errors a task's code can raise or see."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .model import Client
+
+if TYPE_CHECKING:
+    from .context import TaskContext
+
+__all__ = [
+    "Client",
+    "Emit",
+    "ServiceStopped",
+    "TaskCancelled",
+    "TaskDefinition",
+    "TaskFailed",
+    "TaskNoFallback",
+    "TaskNoRetry",
+    "UnknownDefinition",
+    "default_retry_delay",
+]
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+Emit = Callable[..., None]
+"""`emit(name, data=None)`: publish an event from a running task to subscribers."""
+
+
+class TaskNoRetry(Exception):
+    """Raise from `execute` to fail the task now, without further attempts."""
+
+
+class TaskNoFallback(TaskNoRetry):
+    """Raise from `execute` to fail the task now, skipping retries and the fallback."""
+
+
+class TaskCancelled(Exception):
+    """Raised by `ctx.check_cancelled()` once the task has been cancelled."""
+
+
+class TaskFailed(Exception):
+    """A task ended `failed` or `cancelled`; `.task` is its last snapshot."""
+
+    def __init__(self, message: str, task: Any = None) -> None:
+        super().__init__(message)
+        self.task = task
+
+
+class UnknownDefinition(LookupError):
+    """No definition of that name is registered with the service."""
+
+
+class ServiceStopped(RuntimeError):
+    """The service is stopping or stopped and takes no new work."""
+
+
+def default_retry_delay(retry: int) -> float:
+    """The default delay before attempt `retry + 2`, in ms: 1000 · 2ⁿ."""
+    return 1000.0 * 2.0**retry
+
+
+class TaskDefinition(Generic[P, R]):
+    """What a task is: its name, the code it runs and how it is retried.
+
+    `execute(props, ctx, emit)` does the work and returns the result (anything
+    msgspec can encode). `max_retries` is the number of attempts in total, as
+    in the seed. `retry_delay(n)` gives the ms to wait after the (n+1)-th
+    failure. `expire` (ms) bounds how old a task may be to be reused by hash;
+    None reuses regardless of age. `fallback(props, ctx, error)` produces a
+    result after the last attempt failed; `cleanup(props, ctx)` runs after
+    every attempt. `timeout` (seconds) ends an attempt that overruns. `trigger`
+    and `action` (True or a name) expose the definition through the trigger bus
+    and as a client action. `service` defaults to the service's name.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        execute: Callable[[P, TaskContext, Emit], R],
+        *,
+        expire: int | None = None,
+        max_retries: int = 5,
+        retry_delay: Callable[[int], float] = default_retry_delay,
+        trigger: bool | str = False,
+        action: bool | str = False,
+        fallback: Callable[[P, TaskContext, BaseException], R] | None = None,
+        cleanup: Callable[[P, TaskContext], None] | None = None,
+        timeout: float | None = None,
+        executor: str = "thread",
+        service: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError("a task definition needs a non-empty str name")
+        if not callable(execute):
+            raise TypeError(f"task {name!r}: execute must be callable, not {execute!r}")
+        if expire is not None and (not isinstance(expire, int | float) or expire < 0):
+            raise ValueError(f"task {name!r}: expire must be None or ms >= 0, not {expire!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 1:
+            raise ValueError(f"task {name!r}: max_retries must be an int >= 1, not {max_retries!r}")
+        if not callable(retry_delay):
+            raise TypeError(f"task {name!r}: retry_delay must be callable")
+        for label, hook in (("fallback", fallback), ("cleanup", cleanup)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"task {name!r}: {label} must be callable or None")
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+            raise ValueError(f"task {name!r}: timeout must be None or seconds > 0")
+        if executor != "thread":
+            raise ValueError(f"task {name!r}: executor {executor!r} is not available")
+        for label, flag in (("trigger", trigger), ("action", action)):
+            if not isinstance(flag, bool | str) or flag == "":
+                raise ValueError(f"task {name!r}: {label} must be a bool or a non-empty name")
+        self.name = name
+        self.execute = execute
+        self.expire = expire
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+        self.trigger = trigger
+        self.action = action
+        self.fallback = fallback
+        self.cleanup = cleanup
+        self.timeout = timeout
+        self.executor = executor
+        self.service = service
+
+    @property
+    def trigger_name(self) -> str | None:
+        """The trigger name that starts this definition, if it has one."""
+        if self.trigger is True:
+            return self.name
+        return self.trigger or None
+
+    @property
+    def action_name(self) -> str | None:
+        """The action name that starts this definition for a client, if any."""
+        if self.action is True:
+            return self.name
+        return self.action or None
+
+    def __repr__(self) -> str:
+        return f"TaskDefinition({self.name!r})"

@@ -1,0 +1,49 @@
+"""The points where the runtime reports figures; the default reports nowhere."""
+
+from __future__ import annotations
+
+__all__ = ["MetricsHooks"]
+
+
+class MetricsHooks:
+    """Receives lifecycle events from a service; this base class ignores them all.
+
+    `taskservice.metrics.prometheus.PrometheusMetrics` turns them into metrics.
+    Every method is called on a hot path and must be cheap.
+    """
+
+    def task_created(self, name: str) -> None:
+        """A new task was created."""
+
+    def task_reused(self, name: str) -> None:
+        """A run reused an existing task (joined or finished)."""
+
+    def attempt_started(self, name: str, queue_wait: float | None) -> None:
+        """An attempt began, after `queue_wait` seconds in the queue (None: no wait known)."""
+
+    def task_retried(self, name: str) -> None:
+        """A failed attempt was scheduled for another try."""
+
+    def task_finished(self, name: str, state: str, duration: float | None) -> None:
+        """A task reached a terminal state, `duration` seconds after it was created."""
+
+    def running_changed(self, name: str, delta: int) -> None:
+        """The number of running attempts of `name` changed by `delta`."""
+
+    def queued(self, count: int) -> None:
+        """The number of tasks waiting for a concurrency slot is now `count`."""
+
+    def progress_update(self, name: str) -> None:
+        """A progress update was stored and published."""
+
+    def triggers_delivered(self, count: int) -> None:
+        """`count` state messages were handed to subscribers."""
+
+    def subscriber_error(self) -> None:
+        """A dead or failing subscriber was dropped."""
+
+    def subscribers(self, count: int) -> None:
+        """The number of subscriptions is now `count`."""
+
+    def commit(self, seconds: float, batch_size: int) -> None:
+        """The store committed a batch of `batch_size` tasks in `seconds`."""

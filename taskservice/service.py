@@ -1,0 +1,455 @@
+"""`TaskService`: start and stop the actor system, run tasks, views, triggers."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, Generic, TypeVar
+
+import pykka
+
+from .actors.live import LiveTask, Runtime, new_id
+from .actors.scheduler import Scheduler
+from .actors.supervisor import Cancel, Drain, Recover, Run, RunOutcome, Supervisor
+from .actors.trigger_bus import CallbackSubscriber, Publish, Subscribe, TriggerBus, Unsubscribe
+from .definition import ServiceStopped, TaskDefinition, UnknownDefinition
+from .metrics.hooks import MetricsHooks
+from .model import Client, Task, props_hash
+from .storage import Durability, TaskStore, Views, open_store
+
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "TaskRun", "TaskService"]
+
+log = logging.getLogger("taskservice")
+
+R = TypeVar("R")
+
+DEFAULT_MAX_CONCURRENCY = 32
+"""Top-level attempts that run at once unless `max_concurrency` says otherwise."""
+
+DEFAULT_PATH = "./taskservice-data"
+"""Where the embedded LMDB store lives unless `path` says otherwise."""
+
+
+class TaskRun(Generic[R]):
+    """A started (or reused) task: its id, snapshot and cause, and its result.
+
+    `result(timeout)` blocks until the task ends and returns its result, or
+    raises `TaskFailed` (failed or cancelled). `await run` does the same in
+    asyncio without blocking the event loop.
+    """
+
+    __slots__ = ("_future", "cause", "cause_type", "created", "task", "task_object")
+
+    def __init__(self, task_object: Task, future: concurrent.futures.Future[Any], created: bool):
+        self.task: str = task_object.id
+        self.task_object: Task = task_object
+        self.cause_type: str = task_object.cause_type
+        self.cause: str = task_object.cause
+        self.created: bool = created
+        """True if this call created the task, False if it reused one."""
+        self._future = future
+
+    def result(self, timeout: float | None = None) -> R:
+        """Wait for the task to end; return its result or raise `TaskFailed`."""
+        try:
+            value: R = self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"task {self.task} did not finish within {timeout} s") from None
+        return value
+
+    def done(self) -> bool:
+        """Whether the task has ended."""
+        return self._future.done()
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return asyncio.wrap_future(self._future).__await__()
+
+    def __repr__(self) -> str:
+        return f"TaskRun(task={self.task!r}, name={self.task_object.name!r})"
+
+
+class TaskService:
+    """A running task service: supervisor, trigger bus, store and scheduler.
+
+    Start one with `TaskService.start(...)` (or as a context manager); run
+    tasks with `run`; read them with `view`; follow them with `subscribe`;
+    stop with `stop()`.
+    """
+
+    _services: dict[str, TaskService] = {}
+    _current: TaskService | None = None
+    _registry_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        raise TypeError("use TaskService.start(...)")
+
+    @classmethod
+    def start(
+        cls,
+        path: str | os.PathLike[str] | None = DEFAULT_PATH,
+        definitions: Iterable[TaskDefinition[Any, Any]] = (),
+        *,
+        name: str = "tasks",
+        durability: Durability = "durable",
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        batch_ms: float = 10.0,
+        map_size: int | None = None,
+        metrics: MetricsHooks | None = None,
+        recover: bool = True,
+        ack_timeout: float = 30.0,
+    ) -> TaskService:
+        """Open the store, start the actors and resume unfinished work.
+
+        `durability`: `durable` (default; a change is fsynced before it is
+        acknowledged), `batched` (committed every `batch_ms`), `memory` (no
+        disk). `max_concurrency` bounds top-level attempts running at once;
+        more wait in `created`.
+        """
+        if durability not in ("durable", "batched", "memory"):
+            raise ValueError(f"durability must be durable, batched or memory, not {durability!r}")
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be an int >= 1, not {max_concurrency!r}")
+        registered: dict[str, TaskDefinition[Any, Any]] = {}
+        for definition in definitions:
+            if not isinstance(definition, TaskDefinition):
+                raise TypeError(f"definitions must be TaskDefinition objects, not {definition!r}")
+            if definition.name in registered and registered[definition.name] is not definition:
+                raise ValueError(f"two definitions are named {definition.name!r}")
+            registered[definition.name] = definition
+        options: dict[str, Any] = {}
+        if durability == "batched":
+            options["batch_ms"] = batch_ms
+        if map_size is not None:
+            options["map_size"] = map_size
+        store = open_store(
+            None if path is None else os.fspath(path),
+            durability,
+            **options,
+        )
+        self = object.__new__(cls)
+        self._setup(name, store, registered, max_concurrency, metrics, ack_timeout)
+        if recover:
+            reply: concurrent.futures.Future[list[Task]] = concurrent.futures.Future()
+            self.supervisor.tell(Recover(reply))
+            self.unrecovered = reply.result(ack_timeout)
+        with cls._registry_lock:
+            cls._services[name] = self
+            cls._current = self
+        return self
+
+    def _setup(
+        self,
+        name: str,
+        store: TaskStore,
+        definitions: dict[str, TaskDefinition[Any, Any]],
+        max_concurrency: int,
+        metrics: MetricsHooks | None,
+        ack_timeout: float,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.definitions = definitions
+        self.metrics = metrics or MetricsHooks()
+        self.view = Views(store)
+        """The views: `service.view.tasks_by_cause_and_state(...)` and the rest."""
+        self.unrecovered: list[Task] = []
+        """Unfinished tasks found at start whose definitions are not registered."""
+        self._ack_timeout = ack_timeout
+        self._stopped = False
+        self._subscribers: dict[int, pykka.ActorRef[Any]] = {}
+        store.on_commit = self.metrics.commit
+        self.scheduler = Scheduler(f"taskservice-scheduler:{name}")
+        self.runtime = Runtime(
+            name=name, store=store, scheduler=self.scheduler, metrics=self.metrics, service=self
+        )
+        self.bus: pykka.ActorRef[TriggerBus] = TriggerBus.start(self.metrics)
+        bus = self.bus
+
+        def publish(task: Task) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                bus.tell(Publish(task))
+
+        self.runtime.bus = bus
+        self.runtime.publish = publish
+        self.supervisor: pykka.ActorRef[Supervisor] = Supervisor.start(
+            self.runtime, definitions, max_concurrency
+        )
+        """The supervisor actor: other actors send it `RunTask` messages."""
+        self.runtime.supervisor = self.supervisor
+
+    # -- running tasks --------------------------------------------------------
+
+    def run(
+        self,
+        definition: TaskDefinition[Any, R] | str,
+        props: dict[str, Any],
+        cause_type: str,
+        cause: str,
+        expire: int | None = None,
+        client: Client | None = None,
+    ) -> TaskRun[R]:
+        """Create or reuse a task in a cause and run it; returns once it is stored.
+
+        A task of the same definition and props in the same cause (and for the
+        same client) is reused unless older than `expire` ms: joined while it
+        runs, its result returned if it finished. Failed and cancelled tasks
+        are not reused.
+        """
+        return self._start(definition, props, cause_type, cause, expire=expire, client=client)
+
+    def _start(
+        self,
+        definition: TaskDefinition[Any, R] | str,
+        props: dict[str, Any],
+        cause_type: str,
+        cause: str,
+        *,
+        expire: int | None,
+        client: Client | None,
+        parent: LiveTask | None = None,
+        progress_factor: float = 1.0,
+    ) -> TaskRun[R]:
+        if self._stopped:
+            raise ServiceStopped(f"task service {self.name!r} is stopped")
+        resolved = self._resolve(definition)
+        if not isinstance(props, dict):
+            raise TypeError(f"props must be a dict, not {type(props).__name__}")
+        if not isinstance(cause_type, str) or not isinstance(cause, str):
+            raise TypeError("cause_type and cause must be str")
+        if expire is not None and (
+            isinstance(expire, bool) or not isinstance(expire, int) or expire < 0
+        ):
+            raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
+        if client is not None and not isinstance(client, Client):
+            raise TypeError(f"client must be a Client, not {type(client).__name__}")
+        if not isinstance(progress_factor, int | float) or progress_factor < 0:
+            raise ValueError("progress_factor must be a number >= 0")
+        digest = props_hash(resolved.name, props, client)
+        reply: concurrent.futures.Future[RunOutcome] = concurrent.futures.Future()
+        run = Run(
+            definition=resolved,
+            props=props,
+            cause_type=cause_type,
+            cause=cause,
+            expire=expire,
+            client=client,
+            hash=digest,
+            reply=reply,
+            parent=parent,
+            progress_factor=float(progress_factor),
+        )
+        try:
+            self.supervisor.tell(run)
+        except pykka.ActorDeadError:
+            raise ServiceStopped(f"task service {self.name!r} is stopped") from None
+        held, created = reply.result(self._ack_timeout)
+        if isinstance(held, LiveTask):
+            return TaskRun(held.task, held.result, created)
+        finished: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        finished.set_result(held.result)
+        return TaskRun(held, finished, False)
+
+    def _resolve(self, definition: TaskDefinition[Any, R] | str) -> TaskDefinition[Any, R]:
+        if isinstance(definition, TaskDefinition):
+            known = self.definitions.get(definition.name)
+            if known is not None and known is not definition:
+                raise ValueError(
+                    f"another definition named {definition.name!r} is registered with this service"
+                )
+            return definition
+        if isinstance(definition, str):
+            found = self.definitions.get(definition)
+            if found is None:
+                raise UnknownDefinition(f"unknown task definition {definition!r}")
+            return found
+        raise TypeError(f"definition must be a TaskDefinition or a name, not {definition!r}")
+
+    def trigger(
+        self,
+        name: str,
+        props: dict[str, Any],
+        *,
+        cause_type: str = "trigger",
+        cause: str | None = None,
+        service: str | None = None,
+    ) -> list[TaskRun[Any]]:
+        """Start every definition listening to trigger `name`; returns their runs.
+
+        A definition listens to its `trigger` name (when set) and always to
+        `runTask_<service>_<name>`. No listener: an empty list.
+        """
+        runs: list[TaskRun[Any]] = []
+        for definition in list(self.definitions.values()):
+            own_service = definition.service or self.name
+            if service is not None and own_service != service:
+                continue
+            names = {f"runTask_{own_service}_{definition.name}"}
+            if definition.trigger_name:
+                names.add(definition.trigger_name)
+            if name in names:
+                runs.append(
+                    self.run(
+                        definition, props, cause_type, cause if cause is not None else new_id()
+                    )
+                )
+        return runs
+
+    def action(
+        self, name: str, props: dict[str, Any], client: Client | None = None
+    ) -> TaskRun[Any]:
+        """Start the definition exposed as action `name` for a client.
+
+        The cause is `("command", <new id>)`; the client is added to the props
+        (and so to the hash).
+        """
+        for definition in self.definitions.values():
+            if definition.action_name == name:
+                client = client or Client()
+                with_client = {**props, "client": {"user": client.user, "session": client.session}}
+                return self.run(definition, with_client, "command", new_id(), client=client)
+        raise UnknownDefinition(f"no task definition has the action {name!r}")
+
+    # -- cancel ---------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> int:
+        """Cancel a task and its subtasks; returns how many tasks were cancelled.
+
+        Idempotent: cancelling a finished or cancelled task does nothing.
+        """
+        return self._cancel(Cancel(concurrent.futures.Future(), task_id=task_id))
+
+    def cancel_cause(self, cause_type: str, cause: str) -> int:
+        """Cancel every unfinished task of a cause, with their subtasks."""
+        return self._cancel(Cancel(concurrent.futures.Future(), cause=(cause_type, cause)))
+
+    def _cancel(self, message: Cancel) -> int:
+        self.supervisor.tell(message)
+        return message.reply.result(self._ack_timeout)
+
+    # -- subscriptions --------------------------------------------------------
+
+    def subscribe(
+        self, subscriber: pykka.ActorRef[Any] | Callable[[Any], object], pattern: str = "*"
+    ) -> pykka.ActorRef[Any]:
+        """Deliver state messages whose trigger name matches `pattern` (exact or glob).
+
+        `subscriber` is a pykka actor ref, or a callable (wrapped in an actor).
+        Returns the subscribed actor ref (for `unsubscribe`).
+        """
+        ref = self._subscriber_ref(subscriber)
+        self.bus.ask(Subscribe(ref=ref, pattern=pattern))
+        return ref
+
+    def subscribe_cause(
+        self,
+        subscriber: pykka.ActorRef[Any] | Callable[[Any], object],
+        cause_type: str,
+        cause: str,
+    ) -> pykka.ActorRef[Any]:
+        """Deliver every state message of the tasks of one cause."""
+        ref = self._subscriber_ref(subscriber)
+        self.bus.ask(Subscribe(ref=ref, cause=(cause_type, cause)))
+        return ref
+
+    def unsubscribe(self, subscriber: pykka.ActorRef[Any], pattern: str | None = None) -> None:
+        """Stop deliveries to a subscriber (or only those of one pattern)."""
+        self.bus.ask(Unsubscribe(ref=subscriber, pattern=pattern))
+        wrapped = self._subscribers.pop(id(subscriber), None)
+        if wrapped is not None and pattern is None:
+            wrapped.stop(block=False)
+
+    def _subscriber_ref(
+        self, subscriber: pykka.ActorRef[Any] | Callable[[Any], object]
+    ) -> pykka.ActorRef[Any]:
+        if isinstance(subscriber, pykka.ActorRef):
+            return subscriber
+        if callable(subscriber):
+            ref = CallbackSubscriber.start(subscriber)
+            self._subscribers[id(ref)] = ref
+            return ref
+        raise TypeError(f"a subscriber is an ActorRef or a callable, not {subscriber!r}")
+
+    # -- operations -----------------------------------------------------------
+
+    def snapshot(self, dest: str | os.PathLike[str]) -> None:
+        """Write a consistent, compacted copy of the store to `dest` (a backup)."""
+        self.store.snapshot(os.fspath(dest))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking work, let running attempts finish, and close the store.
+
+        Running attempts get `timeout` seconds to end; ones still running are
+        abandoned (their threads are daemon threads) and stay `running` in the
+        store, to be resumed by the next start. Queued and retrying tasks stay
+        stored and are resumed by the next start. Waiting `result()` calls of
+        unfinished tasks raise `ServiceStopped`.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        drained: concurrent.futures.Future[None] = concurrent.futures.Future()
+        try:
+            self.supervisor.tell(Drain(drained))
+            drained.result(timeout)
+        except (concurrent.futures.TimeoutError, pykka.ActorDeadError):
+            log.warning("task service %r: running attempts abandoned at stop", self.name)
+        self.scheduler.stop()
+        try:
+            self.store.flush(timeout)
+        except Exception:
+            log.exception("flushing the store at stop failed")
+        refs: list[pykka.ActorRef[Any]] = [self.supervisor, self.bus, *self._subscribers.values()]
+        for ref in refs:
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                ref.stop(timeout=timeout)
+        self._subscribers.clear()
+        self.store.close()
+        with TaskService._registry_lock:
+            if TaskService._services.get(self.name) is self:
+                del TaskService._services[self.name]
+            if TaskService._current is self:
+                TaskService._current = None
+
+    def __enter__(self) -> TaskService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @classmethod
+    def get(cls, name: str | None = None) -> TaskService:
+        """The started service of that name (default: the one started last)."""
+        with cls._registry_lock:
+            service = cls._services.get(name) if name is not None else cls._current
+        if service is None:
+            raise ServiceStopped(
+                f"no task service {name!r} is started" if name else "no task service is started"
+            )
+        return service
+
+
+class _TaskApi:
+    """The seed's exported `task` API: `task.run(definition, props, cause_type, cause, ...)`."""
+
+    def run(
+        self,
+        definition: TaskDefinition[Any, R] | str,
+        props: dict[str, Any],
+        cause_type: str,
+        cause: str,
+        expire: int | None = None,
+        client: Client | None = None,
+        *,
+        service: str | None = None,
+    ) -> TaskRun[R]:
+        """Run a task on the started service (or the one named `service`)."""
+        return TaskService.get(service).run(definition, props, cause_type, cause, expire, client)
+
+
+task = _TaskApi()
+"""Module-level task API of the seed, bound to the started service."""

@@ -1,0 +1,65 @@
+"""Fixtures: one store per durability mode, on real LMDB under tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from taskservice.storage import LmdbStore, MemoryStore, TaskStore
+
+MODES = ("durable", "batched", "memory")
+LMDB_MODES = ("durable", "batched")
+
+
+def open_store(mode: str, path: Path, **options: int) -> TaskStore:
+    """A store of the given mode; LMDB stores live at `path`."""
+    if mode == "memory":
+        return MemoryStore()
+    if mode == "durable":
+        return LmdbStore(path, "durable", **options)
+    return LmdbStore(path, "batched", **options)
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each durability mode in turn."""
+    return str(request.param)
+
+
+@pytest.fixture(params=LMDB_MODES)
+def lmdb_mode(request: pytest.FixtureRequest) -> str:
+    """Each LMDB durability mode in turn."""
+    return str(request.param)
+
+
+@pytest.fixture
+def store(mode: str, tmp_path: Path) -> Iterator[TaskStore]:
+    """An empty store of each durability mode, closed after the test."""
+    opened = open_store(mode, tmp_path / "store")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def lmdb_store(lmdb_mode: str, tmp_path: Path) -> Iterator[LmdbStore]:
+    """An empty LMDB store of each LMDB durability mode, closed after the test."""
+    opened = LmdbStore(tmp_path / "store", "durable" if lmdb_mode == "durable" else "batched")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def store_factory(mode: str, tmp_path: Path) -> Iterator[Callable[..., TaskStore]]:
+    """Open stores of the current mode (each at a new path); all closed afterwards."""
+    opened: list[TaskStore] = []
+
+    def factory(**options: int) -> TaskStore:
+        store = open_store(mode, tmp_path / f"store{len(opened)}", **options)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
