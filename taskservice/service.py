@@ -12,6 +12,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any, Generic, TypeVar
 
 import pykka
+from prometheus_client import CollectorRegistry
 
 from .actors.live import LiveTask, Runtime, new_id
 from .actors.scheduler import Scheduler
@@ -19,6 +20,7 @@ from .actors.supervisor import Cancel, Drain, Recover, Run, RunOutcome, Supervis
 from .actors.trigger_bus import CallbackSubscriber, Publish, Subscribe, TriggerBus, Unsubscribe
 from .definition import ServiceStopped, TaskDefinition, UnknownDefinition
 from .metrics.hooks import MetricsHooks
+from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
 from .model import Client, Task, props_hash
 from .storage import Durability, TaskStore, Views, open_store
 
@@ -100,6 +102,8 @@ class TaskService:
         batch_ms: float = 10.0,
         map_size: int | None = None,
         metrics: MetricsHooks | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
         recover: bool = True,
         ack_timeout: float = 30.0,
     ) -> TaskService:
@@ -108,7 +112,9 @@ class TaskService:
         `durability`: `durable` (default; a change is fsynced before it is
         acknowledged), `batched` (committed every `batch_ms`), `memory` (no
         disk). `max_concurrency` bounds top-level attempts running at once;
-        more wait in `created`.
+        more wait in `created`. Metrics go to a per-service Prometheus registry
+        (`metrics_wsgi_app()`); `metrics_port` also serves them over HTTP on
+        `metrics_host` (loopback unless told otherwise; 0 picks a free port).
         """
         if durability not in ("durable", "batched", "memory"):
             raise ValueError(f"durability must be durable, batched or memory, not {durability!r}")
@@ -133,6 +139,12 @@ class TaskService:
         )
         self = object.__new__(cls)
         self._setup(name, store, registered, max_concurrency, metrics, ack_timeout)
+        if metrics_port is not None:
+            try:
+                self.metrics_server = MetricsServer(self._registry(), metrics_host, metrics_port)
+            except BaseException:
+                self.stop()
+                raise
         if recover:
             reply: concurrent.futures.Future[list[Task]] = concurrent.futures.Future()
             self.supervisor.tell(Recover(reply))
@@ -154,7 +166,11 @@ class TaskService:
         self.name = name
         self.store = store
         self.definitions = definitions
-        self.metrics = metrics or MetricsHooks()
+        self.metrics = metrics if metrics is not None else PrometheusMetrics()
+        if isinstance(self.metrics, PrometheusMetrics):
+            self.metrics.watch_store(store)
+        self.metrics_server: MetricsServer | None = None
+        """The built-in metrics endpoint, when `metrics_port` was given."""
         self.view = Views(store)
         """The views: `service.view.tasks_by_cause_and_state(...)` and the rest."""
         self.unrecovered: list[Task] = []
@@ -376,6 +392,20 @@ class TaskService:
 
     # -- operations -----------------------------------------------------------
 
+    def _registry(self) -> CollectorRegistry:
+        if not isinstance(self.metrics, PrometheusMetrics):
+            raise RuntimeError("this service was started with metrics that are not Prometheus")
+        return self.metrics.registry
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        """The service's own Prometheus registry."""
+        return self._registry()
+
+    def metrics_wsgi_app(self) -> Callable[..., Any]:
+        """A WSGI app serving this service's metrics, to mount in any WSGI server."""
+        return wsgi_app(self._registry())
+
     def snapshot(self, dest: str | os.PathLike[str]) -> None:
         """Write a consistent, compacted copy of the store to `dest` (a backup)."""
         self.store.snapshot(os.fspath(dest))
@@ -399,6 +429,8 @@ class TaskService:
         except (concurrent.futures.TimeoutError, pykka.ActorDeadError):
             log.warning("task service %r: running attempts abandoned at stop", self.name)
         self.scheduler.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         try:
             self.store.flush(timeout)
         except Exception:

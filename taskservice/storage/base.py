@@ -125,6 +125,14 @@ class TaskStore(abc.ABC):
     def scan_keys(self, index: str, low: bytes, high: bytes | None) -> Iterator[bytes]:
         """Keys of `index` in `[low, high)`, in key order (a consistent read)."""
 
+    def count_range(self, index: str, low: bytes, high: bytes | None) -> int:
+        """Number of keys of `index` in `[low, high)`."""
+        return sum(1 for _ in self.scan_keys(index, low, high))
+
+    def map_info(self) -> tuple[int, int]:
+        """(map size, bytes in use); (0, 0) for a store without a map."""
+        return (0, 0)
+
     @abc.abstractmethod
     def iter_tasks(self) -> Iterator[Task]:
         """Every decodable stored task (corrupt records are reported, skipped)."""

@@ -204,6 +204,17 @@ class LmdbStore(TaskStore):
                     keys.append(raw)
         return iter(keys)
 
+    def count_range(self, index: str, low: bytes, high: bytes | None) -> int:
+        count = 0
+        with self._read() as txn:
+            cursor = txn.cursor(db=self._indexes[index])
+            if cursor.set_range(low):
+                for key in cursor.iternext(keys=True, values=False):
+                    if high is not None and bytes(key) >= high:
+                        break
+                    count += 1
+        return count
+
     def iter_tasks(self) -> Iterator[Task]:
         with self._read() as txn:
             tasks: list[Task] = []
