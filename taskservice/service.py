@@ -17,7 +17,14 @@ from prometheus_client import CollectorRegistry
 from .actors.live import LiveTask, Runtime, new_id
 from .actors.scheduler import Scheduler
 from .actors.supervisor import Cancel, Drain, Recover, Run, RunOutcome, Supervisor
-from .actors.trigger_bus import CallbackSubscriber, Publish, Subscribe, TriggerBus, Unsubscribe
+from .actors.trigger_bus import (
+    Audience,
+    CallbackSubscriber,
+    Publish,
+    Subscribe,
+    TriggerBus,
+    Unsubscribe,
+)
 from .definition import ServiceStopped, TaskDefinition, UnknownDefinition
 from .metrics.hooks import MetricsHooks
 from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
@@ -183,12 +190,14 @@ class TaskService:
         self.runtime = Runtime(
             name=name, store=store, scheduler=self.scheduler, metrics=self.metrics, service=self
         )
-        self.bus: pykka.ActorRef[TriggerBus] = TriggerBus.start(self.metrics)
+        audience = Audience()
+        self.bus: pykka.ActorRef[TriggerBus] = TriggerBus.start(self.metrics, audience)
         bus = self.bus
 
         def publish(task: Task) -> None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                bus.tell(Publish(task))
+            if audience.count:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    bus.tell(Publish(task))
 
         self.runtime.bus = bus
         self.runtime.publish = publish

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
@@ -34,9 +35,16 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_id_prefix = secrets.token_hex(3)
+_id_counter = itertools.count(secrets.randbelow(1 << 20))
+
+
 def new_id() -> str:
-    """A new task id: time-ordered hex, unique across processes and restarts."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(5)}"
+    """A new task id: time-ordered hex, unique across processes and restarts.
+
+    Milliseconds, then a random per-process prefix, then a counter.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{_id_prefix}{next(_id_counter) & 0xFFFFF:05x}"
 
 
 @dataclass(eq=False)
@@ -168,6 +176,12 @@ class LiveTask:
         with self.lock:
             self._flush_timer = None
             if not self._dirty or self.task.is_terminal:
+                return
+            wait = self._last_emit + PROGRESS_INTERVAL - time.monotonic()
+            if wait > 0:
+                # An update was stored since this flush was scheduled (a report
+                # that found the interval over): flush only once it is over again.
+                self._flush_timer = self.runtime.scheduler.call_later(wait, self._flush_progress)
                 return
             self._dirty = False
             self._last_emit = time.monotonic()

@@ -13,7 +13,9 @@ alive after the service has stopped.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import uuid
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -94,9 +96,20 @@ class ThreadPool:
 
 
 class PooledActor(pykka.ThreadingActor):
-    """A pykka actor whose loop runs on a thread of `pool`."""
+    """A pykka actor whose loop runs on a thread of `pool`.
+
+    Its URN is a version-4 UUID drawn from `random` rather than `os.urandom`
+    (a system call per actor): unique within the process, which is what the
+    `ActorRegistry` needs.
+    """
 
     pool: ClassVar[ThreadPool] = ThreadPool()
+
+    def __init__(self) -> None:
+        self.actor_urn = uuid.UUID(int=random.getrandbits(128), version=4).urn
+        self.actor_inbox = self._create_actor_inbox()
+        self.actor_stopped = threading.Event()
+        self._actor_ref = pykka.ActorRef(self)
 
     def _start_actor_loop(self) -> None:
         self.pool.submit(self._actor_loop)

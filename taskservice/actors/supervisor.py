@@ -293,10 +293,24 @@ class Supervisor(pykka.ThreadingActor):
         )
         live = LiveTask(task, definition, self._rt, parent, run.progress_factor)
         self._register(live)
-        live.pending_replies.append(run.reply)
         self._rt.metrics.task_created(definition.name)
-        callback = self._committed_callback(live)
         publish = self._rt.publish
+        if self._rt.store.durability != "durable":
+            # Acknowledged before the commit (that is what batched and memory
+            # trade for speed): start at once; a failed commit is logged.
+            def written(error: BaseException | None) -> None:
+                if error is None:
+                    publish(task)
+                else:
+                    log.error("task %s could not be stored: %s", task.id, error)
+
+            self._rt.store.submit((task,), written)
+            live.committed = True
+            run.reply.set_result((live, True))
+            self._dispatch(live)
+            return
+        live.pending_replies.append(run.reply)
+        callback = self._committed_callback(live)
 
         def committed(error: BaseException | None) -> None:
             if error is None:

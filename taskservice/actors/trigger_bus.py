@@ -15,6 +15,7 @@ from ..metrics.hooks import MetricsHooks
 from ..model import Task, TaskEmitted, TaskStateChanged
 
 __all__ = [
+    "Audience",
     "CallbackSubscriber",
     "Publish",
     "PublishEvent",
@@ -43,6 +44,19 @@ def trigger_names(task: Task) -> tuple[str, str, str]:
         f"task{name}{state}",
         f"{task.cause_type}_{task.cause}OwnedTask{name}{state}",
     )
+
+
+class Audience:
+    """How many subscriptions the bus has: publishers skip the bus when there are none.
+
+    Written by the bus only; read without a lock by publishers (an int
+    assignment is atomic). A subscription counts once `subscribe` returned.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class Publish(msgspec.Struct):
@@ -117,11 +131,12 @@ class TriggerBus(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, metrics: MetricsHooks) -> None:
+    def __init__(self, metrics: MetricsHooks, audience: Audience | None = None) -> None:
         super().__init__()
         self._metrics = metrics
         self._subscriptions: list[_Subscription] = []
         self._seq = 0
+        self.audience = audience or Audience()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Publish):
@@ -130,7 +145,7 @@ class TriggerBus(pykka.ThreadingActor):
             self._publish_event(message)
         elif isinstance(message, Subscribe):
             self._subscriptions.append(_Subscription(message.ref, message.pattern, message.cause))
-            self._metrics.subscribers(len(self._subscriptions))
+            self._subscriptions_changed()
         elif isinstance(message, Unsubscribe):
             self._subscriptions = [
                 sub
@@ -140,7 +155,7 @@ class TriggerBus(pykka.ThreadingActor):
                     and (message.pattern is None or sub.pattern == message.pattern)
                 )
             ]
-            self._metrics.subscribers(len(self._subscriptions))
+            self._subscriptions_changed()
         else:
             return super().on_receive(message)
         return None
@@ -197,6 +212,10 @@ class TriggerBus(pykka.ThreadingActor):
             log.warning("dropping dead subscriber %s (%s)", sub.ref, sub.pattern or sub.cause)
             self._metrics.subscriber_error()
         self._subscriptions = [sub for sub in self._subscriptions if sub not in dead]
+        self._subscriptions_changed()
+
+    def _subscriptions_changed(self) -> None:
+        self.audience.count = len(self._subscriptions)
         self._metrics.subscribers(len(self._subscriptions))
 
 

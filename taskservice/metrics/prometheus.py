@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -19,6 +20,8 @@ from ..storage.keys import encode_key, prefix_end
 from .hooks import MetricsHooks
 
 __all__ = ["MetricsServer", "PrometheusMetrics", "StoreCollector"]
+
+log = logging.getLogger("taskservice.metrics")
 
 DURATION_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -178,16 +181,27 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         store = self._store
         p = "taskservice_"
-        map_size, used = store.map_info()
-        yield GaugeMetricFamily(f"{p}store_map_size_bytes", "Size of the store's map.", map_size)
-        yield GaugeMetricFamily(f"{p}store_used_bytes", "Bytes of the map in use.", used)
-        per_state = GaugeMetricFamily(
-            f"{p}stored_tasks", "Stored tasks by state.", labels=["state"]
-        )
-        for state in STATES:
-            low = encode_key((state,))
-            per_state.add_metric([state], store.count_range("by_state", low, prefix_end(low)))
-        yield per_state
+        try:
+            map_size, used = store.map_info()
+            counts: list[tuple[str, int]] = []
+            for state in STATES:
+                low = encode_key((state,))
+                counts.append((state, store.count_range("by_state", low, prefix_end(low))))
+        except Exception as error:
+            # A closed store (the service stopped) or a failing read must not
+            # break the whole scrape: the other figures are still served.
+            log.debug("store figures not available at scrape: %s", error)
+        else:
+            yield GaugeMetricFamily(
+                f"{p}store_map_size_bytes", "Size of the store's map.", map_size
+            )
+            yield GaugeMetricFamily(f"{p}store_used_bytes", "Bytes of the map in use.", used)
+            per_state = GaugeMetricFamily(
+                f"{p}stored_tasks", "Stored tasks by state.", labels=["state"]
+            )
+            for state, count in counts:
+                per_state.add_metric([state], count)
+            yield per_state
         yield CounterMetricFamily(
             f"{p}store_corrupt_records",
             "Corrupt records skipped by reads.",

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from taskservice.storage import LmdbStore, MemoryStore, TaskStore
+from taskservice.storage import LmdbStore, TaskStore
+from tests.storage.helpers import open_store
 
 MODES = ("durable", "batched", "memory")
 LMDB_MODES = ("durable", "batched")
-
-
-def open_store(mode: str, path: Path, **options: int) -> TaskStore:
-    """A store of the given mode; LMDB stores live at `path`."""
-    if mode == "memory":
-        return MemoryStore()
-    if mode == "durable":
-        return LmdbStore(path, "durable", **options)
-    return LmdbStore(path, "batched", **options)
 
 
 @pytest.fixture(params=MODES)
@@ -48,18 +40,3 @@ def lmdb_store(lmdb_mode: str, tmp_path: Path) -> Iterator[LmdbStore]:
     opened = LmdbStore(tmp_path / "store", "durable" if lmdb_mode == "durable" else "batched")
     yield opened
     opened.close()
-
-
-@pytest.fixture
-def store_factory(mode: str, tmp_path: Path) -> Iterator[Callable[..., TaskStore]]:
-    """Open stores of the current mode (each at a new path); all closed afterwards."""
-    opened: list[TaskStore] = []
-
-    def factory(**options: int) -> TaskStore:
-        store = open_store(mode, tmp_path / f"store{len(opened)}", **options)
-        opened.append(store)
-        return store
-
-    yield factory
-    for store in opened:
-        store.close()

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from taskservice.model import Task
-from taskservice.storage.base import TaskStore
+from taskservice.storage import LmdbStore, MemoryStore, TaskStore
 from taskservice.storage.indexes import INDEXES, index_keys
 
-__all__ = ["assert_indexes_consistent", "expected_index_keys", "make_task"]
+__all__ = ["assert_indexes_consistent", "expected_index_keys", "make_task", "open_store"]
+
+
+def open_store(mode: str, path: Path, **options: int) -> TaskStore:
+    """A store of the given mode ("durable", "batched", "memory"); LMDB stores live at `path`."""
+    if mode == "memory":
+        return MemoryStore()
+    if mode == "durable":
+        return LmdbStore(path, "durable", **options)
+    if mode == "batched":
+        return LmdbStore(path, "batched", **options)
+    raise ValueError(f"unknown store mode {mode!r}")
 
 
 def make_task(
