@@ -102,7 +102,7 @@ def parse_id(task_id: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     ("mode", "threads", "acks"),
-    [("durable", 1, 150), ("durable", 8, 400), ("batched", 8, 200)],
+    [("durable", 1, 300), ("durable", 8, 2_000), ("batched", 8, 1_000)],
 )
 def test_acknowledged_writes_survive_sigkill(
     tmp_path: Path, mode: str, threads: int, acks: int
