@@ -47,7 +47,8 @@ class TaskContext:
         self.cause: str = snapshot.cause
         self.root_type: str = snapshot.root_type
         self.root: str = snapshot.root
-        self.attempt: int = attempt
+        # Not the token: a timed-out or cancelled attempt also advances the token.
+        self.attempt: int = len(snapshot.retries) + 1
         """1 for the first attempt, 2 for the first retry, ..."""
         self.task = TaskHandle(self)
 

@@ -224,8 +224,11 @@ class Supervisor(pykka.ThreadingActor):
             for label, value in (("cause_type", message.cause_type), ("cause", message.cause)):
                 if not isinstance(value, str):
                     raise TypeError(f"{label} must be a str, not {type(value).__name__}")
-            if message.expire is not None and not isinstance(message.expire, int):
-                raise TypeError("expire must be an int (ms) or None")
+            expire = message.expire
+            if expire is not None and (
+                isinstance(expire, bool) or not isinstance(expire, int) or expire < 0
+            ):
+                raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
             if message.client is not None and not isinstance(message.client, Client):
                 raise TypeError("client must be a Client or None")
             digest = props_hash(definition.name, message.props, message.client)
@@ -398,7 +401,7 @@ class Supervisor(pykka.ThreadingActor):
             self._queue.append(live)
             self._rt.metrics.queued(len(self._queue))
 
-    def _start_attempt(self, live: LiveTask, fallback: bool = False) -> None:
+    def _start_attempt(self, live: LiveTask, fallback: bool = False, **changes: Any) -> None:
         live.attempt += 1
         token = live.attempt
         name = live.definition.name
@@ -410,7 +413,7 @@ class Supervisor(pykka.ThreadingActor):
         self._running.add(live)
         self._rt.metrics.running_changed(name, 1)
         if fallback:
-            live.update(state="fallback")
+            live.update(state="fallback", **changes)
         else:
             self._rt.metrics.attempt_started(name, wait)
             live.update(state="running", started_at=now_ms())
@@ -503,8 +506,7 @@ class Supervisor(pykka.ThreadingActor):
             )
             return
         if definition.fallback is not None and not isinstance(error, TaskNoFallback):
-            live.update(retries=retries, error=text)
-            self._start_attempt(live, fallback=True)
+            self._start_attempt(live, fallback=True, retries=retries, error=text)
             return
         self._finish(live, "failed", retries=retries, error=text)
 

@@ -64,7 +64,9 @@ def wait_for_state(
         task = service.view.task(task_id)
         return task if task is not None and task.state in wanted else None
 
-    return wait_for(stored, timeout)
+    task = wait_for(stored, timeout)
+    assert task is not None
+    return task
 
 
 class Counter:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from taskservice import TaskCancelled, TaskContext, TaskDefinition, TaskFailed
+from taskservice.actors.live import now_ms
 from taskservice.storage import Durability
 from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, wait_for, wait_for_state
@@ -173,7 +174,7 @@ def test_cancel_is_idempotent(services: Services) -> None:
 
 
 def test_cancel_a_finished_task_does_nothing(services: Services) -> None:
-    definition = TaskDefinition("quick", lambda props, ctx, emit: "ok")
+    definition: TaskDefinition[Any, str] = TaskDefinition("quick", lambda props, ctx, emit: "ok")
     service = services([definition])
     run = service.run(definition, {}, "upload", "u1")
     assert run.result(timeout=5) == "ok"
@@ -208,3 +209,27 @@ def test_cancel_cause(services: Services) -> None:
 
     assert service.cancel(elsewhere.task) == 1
     assert loops["c"].saw_cancel.wait(5)
+
+
+def test_cancel_a_retrying_task_stops_its_retries(services: Services) -> None:
+    attempts = Counter()
+
+    def failing(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
+        attempts()
+        raise RuntimeError("fails")
+
+    definition = TaskDefinition("retryingLong", failing, retry_delay=lambda n: 150.0)
+    service = services([definition])
+    run = service.run(definition, {}, "upload", "u1")
+    wait_for_state(service, run.task, "retrying")
+
+    assert service.cancel(run.task) == 1
+    with pytest.raises(TaskFailed):
+        run.result(timeout=5)
+    task = wait_for_state(service, run.task, "cancelled")
+    # Well past the retry delay, the cancelled task was not attempted again.
+    failed_at = task.retries[0].failed_at
+    wait_for(lambda: now_ms() > failed_at + 300)
+    assert attempts.value == 1
+    assert len(task.retries) == 1
+    assert wait_for_state(service, run.task, "cancelled").version == task.version

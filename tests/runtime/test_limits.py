@@ -24,7 +24,9 @@ def test_timed_out_attempts_fail_and_the_service_keeps_running(services: Service
     hanging = TaskDefinition(
         "hanging", hang, timeout=0.2, max_retries=2, retry_delay=lambda n: 10.0
     )
-    quick = TaskDefinition("quick", lambda props, ctx, emit: props["n"] * 2)
+    quick: TaskDefinition[Any, int] = TaskDefinition(
+        "quick", lambda props, ctx, emit: props["n"] * 2
+    )
     service = services([hanging, quick])
     run = service.run(hanging, {}, "upload", "u1")
 
@@ -96,7 +98,9 @@ def test_max_concurrency_is_respected(services: Services) -> None:
 
 
 def test_subtasks_do_not_wait_for_a_slot(services: Services) -> None:
-    child = TaskDefinition("child", lambda props, ctx, emit: "child result")
+    child: TaskDefinition[Any, str] = TaskDefinition(
+        "child", lambda props, ctx, emit: "child result"
+    )
 
     def parent(props: dict[str, Any], ctx: TaskContext, emit: Any) -> list[str]:
         return [ctx.run(child, {"n": 1}), ctx.run(child, {"n": 2})]

@@ -54,6 +54,13 @@ class Requester(pykka.ThreadingActor):
         return super().on_receive(message)
 
 
+def ask_run(requester: pykka.ActorRef[Requester], message: Any) -> RunReply:
+    """Have the requester ask the supervisor; the reply must be a `RunReply`."""
+    reply = requester.ask(Ask(message), timeout=5)
+    assert isinstance(reply, RunReply), reply
+    return reply
+
+
 def make_service(services: Services) -> tuple[TaskService, Counter, pykka.ActorRef[Requester]]:
     runs = Counter()
 
@@ -76,9 +83,8 @@ def test_run_task_by_ask_from_another_actor(services: Services) -> None:
         cause="u1",
         client=Client(user="alice"),
     )
-    reply = requester.ask(Ask(message), timeout=5)
+    reply = ask_run(requester, message)
 
-    assert isinstance(reply, RunReply)
     assert reply.error is None
     assert reply.task is not None and reply.created is True
     assert reply.task_object is not None and reply.task_object.id == reply.task
@@ -88,7 +94,7 @@ def test_run_task_by_ask_from_another_actor(services: Services) -> None:
     assert (task.cause_type, task.cause) == ("upload", "u1")
     assert runs.calls == [reply.task]
 
-    again = requester.ask(Ask(message), timeout=5)
+    again = ask_run(requester, message)
     assert (again.task, again.created, again.error) == (reply.task, False, None)
     assert runs.value == 1
 
@@ -140,6 +146,16 @@ BAD_MESSAGES: list[tuple[str, Any, str]] = [
         "client",
     ),
     (
+        "negative expire",
+        RunTask(definition="echo", props={}, cause_type="upload", cause="u1", expire=-1),
+        "expire",
+    ),
+    (
+        "expire a bool",
+        RunTask(definition="echo", props={}, cause_type="upload", cause="u1", expire=True),
+        "expire",
+    ),
+    (
         "expire not an int",
         RunTask(definition="echo", props={}, cause_type="upload", cause="u1", expire="10"),  # type: ignore[arg-type]
         "expire",
@@ -157,16 +173,13 @@ def test_bad_run_task_gets_an_error_reply_and_stores_nothing(
 ) -> None:
     service, runs, requester = make_service(services)
     before = service.store.count()
-    reply = requester.ask(Ask(message), timeout=5)
+    reply = ask_run(requester, message)
 
-    assert isinstance(reply, RunReply)
     assert reply.task is None and reply.task_object is None
     assert reply.error is not None and mentions in reply.error
     # A bad message sent with tell is dropped too; the supervisor keeps serving.
     assert requester.ask(Tell(message), timeout=5) is True
-    good = requester.ask(
-        Ask(RunTask(definition="echo", props={}, cause_type="upload", cause="ok")), timeout=5
-    )
+    good = ask_run(requester, RunTask(definition="echo", props={}, cause_type="upload", cause="ok"))
     assert good.error is None and good.task is not None
     wait_for_state(service, good.task, "done")
     assert service.store.count() == before + 1
@@ -175,10 +188,10 @@ def test_bad_run_task_gets_an_error_reply_and_stores_nothing(
 
 def test_unknown_message_type_gets_an_error_reply(services: Services) -> None:
     service, runs, requester = make_service(services)
-    reply = requester.ask(Ask({"definition": "echo"}), timeout=5)
-    assert isinstance(reply, RunReply)
+    reply = ask_run(requester, {"definition": "echo"})
     assert reply.error is not None and reply.task is None
     assert service.store.count() == 0
+    assert runs.value == 0
 
 
 BAD_RUNS: list[tuple[str, dict[str, Any], type[BaseException]]] = [
@@ -221,7 +234,9 @@ def test_run_with_bad_input_raises_and_stores_nothing(
 
 def test_run_with_another_definition_of_a_registered_name_is_refused(services: Services) -> None:
     service, runs, _ = make_service(services)
-    impostor = TaskDefinition("echo", lambda props, ctx, emit: "impostor")
+    impostor: TaskDefinition[Any, str] = TaskDefinition("echo", lambda props, ctx, emit: "impostor")
     with pytest.raises(ValueError, match="echo"):
         service.run(impostor, {}, "upload", "u1")
     assert service.store.count() == 0
+    assert service.run("echo", {}, "upload", "u1").result(timeout=5) == {"got": {}}
+    assert runs.value == 1

@@ -5,17 +5,25 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from taskservice import Progress, TaskContext, TaskDefinition
+from taskservice import Progress, TaskContext, TaskDefinition, TaskService
 from taskservice.actors.live import PROGRESS_INTERVAL
 from tests.runtime.conftest import Services
 from tests.runtime.helpers import CountingMetrics, settle, wait_for, wait_for_state
 
 
-def stored_progress(services_view: Any, task_id: str) -> Progress | None:
-    task = services_view.task(task_id)
-    return None if task is None else task.progress
+def progress_where(
+    service: TaskService, task_id: str, check: Callable[[Progress], bool]
+) -> Callable[[], Progress | None]:
+    """A `wait_for` predicate: the task's stored progress once `check` accepts it."""
+
+    def predicate() -> Progress | None:
+        task = service.view.task(task_id)
+        return task.progress if task is not None and check(task.progress) else None
+
+    return predicate
 
 
 def test_subtask_progress_is_weighted_into_the_parent(services: Services) -> None:
@@ -41,23 +49,14 @@ def test_subtask_progress_is_weighted_into_the_parent(services: Services) -> Non
 
     # Own 1/2 plus half of the child's 3/10: 2.5 of 7, stored within the throttle.
     progress = wait_for(
-        lambda: (
-            (p := stored_progress(service.view, run.task)) is not None
-            and (p.current, p.total) == (2.5, 7.0)
-            and p
-        ),
-        timeout=5,
+        progress_where(service, run.task, lambda p: (p.current, p.total) == (2.5, 7))
     )
+    assert progress is not None
     assert progress.action == "prepare"
     assert progress.extra == {"stage": "one"}
     (child_task,) = service.view.tasks_by_cause_and_start("task_Task", run.task)
-    child_progress = wait_for(
-        lambda: (
-            (p := stored_progress(service.view, child_task.id)) is not None
-            and p.total == 10.0
-            and p
-        )
-    )
+    child_progress = wait_for(progress_where(service, child_task.id, lambda p: p.total == 10))
+    assert child_progress is not None
     assert (child_progress.current, child_progress.action) == (3.0, "child work")
 
     release_child.set()

@@ -245,11 +245,48 @@ def test_cleanup_runs_after_a_failing_last_attempt(services: Services) -> None:
     def failing(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
         raise Boom("always")
 
+    def cleanup(props: dict[str, Any], ctx: TaskContext) -> None:
+        cleanups()
+
     definition = TaskDefinition(
-        "cleanedFail", failing, max_retries=2, retry_delay=delay, cleanup=lambda p, c: cleanups()
+        "cleanedFail", failing, max_retries=2, retry_delay=delay, cleanup=cleanup
     )
     service = services([definition])
     run = service.run(definition, {}, "upload", "u1")
     with pytest.raises(TaskFailed):
         run.result(timeout=5)
     assert cleanups.value == 2
+
+
+def test_unstorable_result_fails_without_retry(services: Services) -> None:
+    attempts = Counter()
+
+    def returns_a_set(props: dict[str, Any], ctx: TaskContext, emit: Any) -> set[int]:
+        attempts()
+        return {1, 2}
+
+    definition = TaskDefinition("unstorable", returns_a_set, max_retries=3, retry_delay=delay)
+    service = services([definition])
+    run = service.run(definition, {}, "upload", "u1")
+    with pytest.raises(TaskFailed, match="set"):
+        run.result(timeout=5)
+    assert attempts.value == 1
+    assert wait_for_state(service, run.task, "failed").result is None
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt()])
+def test_base_exceptions_fail_the_attempt_only(services: Services, error: BaseException) -> None:
+    def exits(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
+        raise error
+
+    exiting = TaskDefinition("exits", exits, max_retries=2, retry_delay=delay)
+    fine: TaskDefinition[Any, str] = TaskDefinition(
+        "fine", lambda props, ctx, emit: "still running"
+    )
+    service = services([exiting, fine])
+    run = service.run(exiting, {}, "upload", "u1")
+    with pytest.raises(TaskFailed, match=type(error).__name__):
+        run.result(timeout=5)
+    assert len(wait_for_state(service, run.task, "failed").retries) == 2
+    assert service.supervisor.is_alive() and service.bus.is_alive()
+    assert service.run(fine, {}, "upload", "u1").result(timeout=5) == "still running"

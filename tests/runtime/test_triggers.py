@@ -232,3 +232,17 @@ def test_subscriber_sees_states_in_order_per_task(services: Services) -> None:
         assert [m.task.version for m in messages] == sorted(m.task.version for m in messages)
     seqs = [m.seq for m in log.snapshot()]
     assert seqs == sorted(seqs)
+
+
+def test_reused_task_emits_no_second_created_trigger(services: Services) -> None:
+    service = services([WORK])
+    log, recorder = services.recorder()
+    service.subscribe(recorder, "taskCreated")
+    first = service.run(WORK, {"n": 1}, "upload", "u1")
+    second = service.run(WORK, {"n": 1}, "upload", "u1")
+    first.result(timeout=5)
+    third = service.run(WORK, {"n": 1}, "upload", "u1")
+    assert first.task == second.task == third.task
+    settle(service, recorder)
+
+    assert [m.task.id for m in log.snapshot()] == [first.task]
