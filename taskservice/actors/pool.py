@@ -1,4 +1,4 @@
-"""Cheap actor starts: pykka actors whose loops run on pooled daemon threads.
+"""Cheap actors: pykka actors with C-level inboxes, and task actors on pooled threads.
 
 Starting a `pykka.ThreadingActor` creates an OS thread, which costs more
 than a whole short task. A `PooledActor` is an ordinary pykka actor (its own
@@ -13,29 +13,40 @@ alive after the service has stopped.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import uuid
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 
-__all__ = ["PooledActor", "ThreadPool"]
+if TYPE_CHECKING:
+    from pykka._actor import ActorInbox
+
+__all__ = ["FastActor", "PooledActor", "ThreadPool"]
 
 log = logging.getLogger("taskservice.actors")
 
 
 class _Worker:
+    """A pool thread's mailbox: one job slot and a lock held while it is empty."""
+
     __slots__ = ("job", "wake")
 
     def __init__(self) -> None:
-        self.wake = threading.Event()
+        self.wake = threading.Lock()
+        self.wake.acquire()
         self.job: Callable[[], None] | None = None
 
 
 class ThreadPool:
-    """An unbounded pool of daemon threads that run one job each at a time."""
+    """An unbounded pool of daemon threads that run one job each at a time.
+
+    Handing a job to an idle thread releases a lock it blocks on: no
+    Python-level condition variables on the hot path.
+    """
 
     def __init__(self, name: str = "taskservice-task", idle_seconds: float = 30.0) -> None:
         self._name = name
@@ -61,7 +72,7 @@ class ThreadPool:
             if self._idle:
                 worker = self._idle.pop()
                 worker.job = job
-                worker.wake.set()
+                worker.wake.release()
                 return
             self._threads += 1
             self._counter += 1
@@ -84,18 +95,65 @@ class ThreadPool:
                     log.exception("pooled job failed")
             with self._lock:
                 self._idle.append(worker)
-                worker.wake.clear()
-            if worker.wake.wait(self._idle_seconds):
+            if worker.wake.acquire(timeout=self._idle_seconds):
                 continue
             with self._lock:
-                if worker.wake.is_set():
-                    continue  # a job arrived just as the wait timed out
+                if worker.job is not None:
+                    # A job arrived just as the wait timed out: take it.
+                    worker.wake.acquire()
+                    continue
                 self._idle.remove(worker)
                 self._threads -= 1
                 return
 
 
-class PooledActor(pykka.ThreadingActor):
+_stopped_lock = threading.Lock()
+
+
+class _Stopped:
+    """`actor_stopped` without a condition variable: pykka only sets and reads it
+    on the hot path; `wait` (rare) polls a lock-backed event made on demand."""
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def clear(self) -> None:
+        self._set = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        with _stopped_lock:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._set:
+                    self._event.set()
+            event = self._event
+        return event.wait(timeout)
+
+
+class FastActor(pykka.ThreadingActor):
+    """A pykka threading actor with a `queue.SimpleQueue` inbox (C-level, lock-free put)."""
+
+    @staticmethod
+    def _create_actor_inbox() -> ActorInbox:
+        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        return inbox
+
+
+class PooledActor(FastActor):
     """A pykka actor whose loop runs on a thread of `pool`.
 
     Its URN is a version-4 UUID drawn from `random` rather than `os.urandom`
@@ -108,7 +166,7 @@ class PooledActor(pykka.ThreadingActor):
     def __init__(self) -> None:
         self.actor_urn = uuid.UUID(int=random.getrandbits(128), version=4).urn
         self.actor_inbox = self._create_actor_inbox()
-        self.actor_stopped = threading.Event()
+        self.actor_stopped = _Stopped()  # type: ignore[assignment]
         self._actor_ref = pykka.ActorRef(self)
 
     def _start_actor_loop(self) -> None:

@@ -38,6 +38,7 @@ from ..model import (
 from ..storage.base import StoreError
 from ..storage.keys import encode_key, prefix_end
 from .live import LiveTask, Runtime, new_id, now_ms
+from .pool import FastActor
 from .task_actor import AttemptEnded, TaskActor
 
 __all__ = ["Run", "RunOutcome", "Supervisor"]
@@ -138,7 +139,7 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-class Supervisor(pykka.ThreadingActor):
+class Supervisor(FastActor):
     """Owns the registry of live tasks; every state decision is taken here.
 
     Runs go in as `RunTask` (public) or internal `Run` messages; a task with

@@ -13,6 +13,7 @@ import pykka
 
 from ..metrics.hooks import MetricsHooks
 from ..model import Task, TaskEmitted, TaskStateChanged
+from .pool import FastActor
 
 __all__ = [
     "Audience",
@@ -118,7 +119,7 @@ class _Subscription:
         return self.regex is not None and self.regex.match(name) is not None
 
 
-class TriggerBus(pykka.ThreadingActor):
+class TriggerBus(FastActor):
     """Delivers `TaskStateChanged` messages to subscribers, in order per task.
 
     A subscription names one trigger exactly, a glob pattern (`"*"`,
@@ -219,7 +220,7 @@ class TriggerBus(pykka.ThreadingActor):
         self._metrics.subscribers(len(self._subscriptions))
 
 
-class CallbackSubscriber(pykka.ThreadingActor):
+class CallbackSubscriber(FastActor):
     """Wraps a callable as a subscriber actor: it is called with each message.
 
     If the callable raises, the actor stops and the bus drops it.

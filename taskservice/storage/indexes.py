@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Final
 
 from ..model import ACTIVE_STATES, Task
-from .keys import encode_key
+from .keys import encode_key, encode_str, encode_uint
 
 __all__ = ["INDEXES", "index_keys", "start_time"]
 
@@ -59,5 +59,21 @@ INDEXES: Final[dict[str, Callable[[Task], bytes | None]]] = {
 
 
 def index_keys(task: Task) -> dict[str, bytes | None]:
-    """Every index key of one task snapshot."""
-    return {name: key_of(task) for name, key_of in INDEXES.items()}
+    """Every index key of one task snapshot (the same keys as `INDEXES` gives, faster)."""
+    s = encode_str
+    cause = s(task.cause_type) + s(task.cause)
+    task_id = s(task.id)
+    state = s(task.state)
+    started = start_time(task)
+    return {
+        "by_cause_hash": cause + s(task.hash) + task_id,
+        "by_cause_state": cause + state + task_id,
+        "by_cause_start": cause
+        + (encode_uint(started) if started >= 0 else encode_key((started,)))
+        + task_id,
+        "by_state": state
+        + (encode_uint(task.created_at) if task.created_at >= 0 else encode_key((task.created_at,)))
+        + task_id,
+        "by_root": s(task.root_type) + s(task.root) + task_id,
+        "running_roots_by_name": _running_roots_by_name(task),
+    }

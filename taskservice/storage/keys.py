@@ -17,7 +17,7 @@ import datetime as _dt
 import struct
 from typing import Any, Final
 
-__all__ = ["KeyPart", "decode_key", "encode_key", "prefix_end"]
+__all__ = ["KeyPart", "decode_key", "encode_key", "encode_str", "encode_uint", "prefix_end"]
 
 KeyPart = None | int | float | str | bytes | _dt.datetime
 """A value that can be part of a key."""
@@ -92,12 +92,33 @@ def _encode_part(part: Any, out: bytearray) -> None:
         raise TypeError(f"{type(part).__name__} cannot be part of a key")
 
 
+_UINT = struct.Struct(">BQ")
+
+
+def encode_str(part: str) -> bytes:
+    """The encoding of one str key part (a fast path of `encode_key`)."""
+    return b"\x30" + part.encode("utf-8").replace(b"\x00", b"\x00\xff") + b"\x00\x00"
+
+
+def encode_uint(part: int) -> bytes:
+    """The encoding of one int key part in [0, 2**64) (a fast path of `encode_key`)."""
+    return _UINT.pack(_INT_POS, part)
+
+
 def encode_key(parts: tuple[Any, ...]) -> bytes:
     """Encode a tuple of key parts into bytes that sort like the tuple."""
-    out = bytearray()
+    chunks: list[bytes] = []
     for part in parts:
-        _encode_part(part, out)
-    return bytes(out)
+        kind = type(part)
+        if kind is str:
+            chunks.append(encode_str(part))
+        elif kind is int and 0 <= part <= _INT_MAX:
+            chunks.append(_UINT.pack(_INT_POS, part))
+        else:
+            out = bytearray()
+            _encode_part(part, out)
+            chunks.append(bytes(out))
+    return b"".join(chunks)
 
 
 def _read_escaped(data: bytes, pos: int) -> tuple[bytes, int]:

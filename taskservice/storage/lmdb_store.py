@@ -108,6 +108,9 @@ class LmdbStore(TaskStore):
         # Held while checking `_closed` and queueing, so nothing is queued
         # after the writer's stop sentinel (it would never be committed).
         self._submit_lock = threading.Lock()
+        # Index keys of the last committed snapshot of unfinished tasks, so an
+        # update need not decode the old record. Touched by the writer only.
+        self._key_cache: dict[str, dict[str, bytes | None]] = {}
         self._closed = False
         self._writer: threading.Thread | None = None
         if not readonly:
@@ -233,6 +236,7 @@ class LmdbStore(TaskStore):
         self.flush()
         with self._gated(), self.env.begin(write=True) as txn:
             txn.put(key, value, db=self._tasks)
+        self._key_cache.pop(key.decode("utf-8", "replace"), None)
 
     def map_info(self) -> tuple[int, int]:
         """(map size, bytes in use) of the environment."""
@@ -334,17 +338,20 @@ class LmdbStore(TaskStore):
                 return error
 
     def _write(self, tasks: dict[str, Prepared]) -> None:
+        cache = self._key_cache
         with self.env.begin(write=True) as txn:
             for task_id, item in tasks.items():
                 key = task_id.encode()
-                old_raw = txn.get(key, db=self._tasks)
-                old_keys: dict[str, bytes | None] = {}
-                if old_raw is not None:
-                    try:
-                        old_keys = index_keys(decode_record(old_raw))
-                    except (CorruptRecord, ValueError, TypeError):
-                        # The old keys are unknown: drop every entry naming this id.
-                        self._drop_index_entries(txn, task_id)
+                old_keys = cache.get(task_id)
+                if old_keys is None:
+                    old_keys = {}
+                    old_raw = txn.get(key, db=self._tasks)
+                    if old_raw is not None:
+                        try:
+                            old_keys = index_keys(decode_record(old_raw))
+                        except (CorruptRecord, ValueError, TypeError):
+                            # The old keys are unknown: drop every entry naming this id.
+                            self._drop_index_entries(txn, task_id)
                 for name, db in self._indexes.items():
                     old = old_keys.get(name)
                     new = item.keys[name]
@@ -355,6 +362,12 @@ class LmdbStore(TaskStore):
                     if new is not None:
                         txn.put(new, b"", db=db)
                 txn.put(key, item.record, db=self._tasks)
+        # Committed: remember the keys of unfinished tasks, forget finished ones.
+        for task_id, item in tasks.items():
+            if item.task.is_terminal:
+                cache.pop(task_id, None)
+            else:
+                cache[task_id] = item.keys
 
     def _drop_index_entries(self, txn: Any, task_id: str) -> None:
         """Delete every index key ending with `task_id` (a full scan: repair only)."""

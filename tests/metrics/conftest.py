@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from metrics_support import StartService
 
 from taskservice.definition import TaskDefinition
 from taskservice.service import TaskService
-
-StartService = Callable[..., TaskService]
 
 
 @pytest.fixture

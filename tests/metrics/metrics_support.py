@@ -15,6 +15,7 @@ from taskservice.service import TaskService
 
 __all__ = [
     "Props",
+    "StartService",
     "eventually",
     "eventually_equal",
     "noop",
@@ -26,6 +27,9 @@ T = TypeVar("T")
 
 Props = dict[str, Any]
 """The props type of the test definitions."""
+
+StartService = Callable[..., TaskService]
+"""The `start_service` fixture: `start_service(definitions, **options)` -> a started service."""
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds an "eventually" wait gives the service before the test fails."""

@@ -10,8 +10,7 @@ from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from conftest import StartService
-from metrics_support import eventually_equal, key, noop, parse_samples, sample
+from metrics_support import StartService, eventually_equal, key, noop, parse_samples, sample
 
 from taskservice.definition import ServiceStopped, TaskDefinition
 from taskservice.service import TaskService

@@ -7,9 +7,9 @@ from typing import Any
 
 import pykka
 import pytest
-from conftest import StartService
 from metrics_support import (
     Props,
+    StartService,
     eventually,
     eventually_equal,
     label_values,
@@ -23,6 +23,7 @@ from taskservice.definition import Emit, TaskDefinition, TaskFailed
 from taskservice.metrics.hooks import MetricsHooks
 from taskservice.model import STATES
 from taskservice.service import TaskService
+from taskservice.storage import LmdbStore
 
 P = "taskservice_"
 
@@ -316,7 +317,9 @@ def test_a_corrupt_record_read_through_a_view_is_counted(start_service: StartSer
     assert service.view.task(run.task) is not None
     assert sample(service, f"{P}store_corrupt_records_total") == 0.0
 
-    service.store.raw_put(run.task.encode(), b"junk")
+    store = service.store
+    assert isinstance(store, LmdbStore)
+    store.raw_put(run.task.encode(), b"junk")
     assert service.view.task(run.task) is None
     assert sample(service, f"{P}store_corrupt_records_total") == 1.0
     # A scan over the index entry that names it skips it too, and counts it again.

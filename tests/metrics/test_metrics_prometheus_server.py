@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import StartService
-from metrics_support import Props, eventually_equal, noop, sample
+from metrics_support import Props, StartService, eventually_equal, noop, sample
 
 from taskservice.context import TaskContext
 from taskservice.definition import Emit, TaskDefinition, TaskFailed
@@ -153,14 +152,11 @@ def documented_expressions() -> list[tuple[str, str]]:
 
 def as_query(expression: str) -> str:
     """A Grafana expression with its variables filled in, as Prometheus would get it."""
-    return (
-        expression.replace("$__rate_interval", "1m")
-        .replace("$__interval", "15s")
-        .replace("${task:regex}", ".*")
-        .replace("$task", ".*")
-    )
+    ranges = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h"}
+    return re.sub(r"\$\{?(\w+)(?::\w+)?\}?", lambda match: ranges.get(match[1], ".*"), expression)
 
 
+@pytest.mark.timeout(60)
 def test_a_prometheus_server_scrapes_the_service(
     start_service: StartService, tmp_path: Path, prometheus_binary: str
 ) -> None:

@@ -12,14 +12,16 @@ from taskservice.storage.indexes import INDEXES, index_keys
 __all__ = ["assert_indexes_consistent", "expected_index_keys", "make_task", "open_store"]
 
 
-def open_store(mode: str, path: Path, **options: int) -> TaskStore:
+def open_store(
+    mode: str, path: Path, *, map_size: int = 1 << 30, batch_ms: float = 10.0
+) -> TaskStore:
     """A store of the given mode ("durable", "batched", "memory"); LMDB stores live at `path`."""
     if mode == "memory":
         return MemoryStore()
     if mode == "durable":
-        return LmdbStore(path, "durable", **options)
+        return LmdbStore(path, "durable", map_size=map_size)
     if mode == "batched":
-        return LmdbStore(path, "batched", **options)
+        return LmdbStore(path, "batched", map_size=map_size, batch_ms=batch_ms)
     raise ValueError(f"unknown store mode {mode!r}")
 
 

@@ -126,9 +126,9 @@ def test_acknowledged_writes_survive_sigkill(
                 line = child.stdout.readline()
                 if not line:
                     break
-                version, *ids = line.split()
+                version_text, *ids = line.split()
                 for task_id in ids:
-                    acknowledged[task_id] = max(acknowledged.get(task_id, 0), int(version))
+                    acknowledged[task_id] = max(acknowledged.get(task_id, 0), int(version_text))
                 if len(ids) == 2:
                     pairs.append((ids[0], ids[1]))
                 lines += 1

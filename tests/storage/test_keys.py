@@ -61,7 +61,7 @@ def normed(parts: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def compare(a: Any, b: Any) -> int:
-    return (a > b) - (a < b)
+    return int(a > b) - int(a < b)
 
 
 SCHEMAS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
@@ -250,8 +250,16 @@ def test_unencodable_parts_raise(
 
 
 class _NoOffset(dt.tzinfo):
+    """A tzinfo that does not know its offset: such a datetime is naive."""
+
     def utcoffset(self, value: dt.datetime | None) -> None:
         return None
+
+    def dst(self, value: dt.datetime | None) -> None:
+        return None
+
+    def tzname(self, value: dt.datetime | None) -> str:
+        return "unknown"
 
 
 def test_tzinfo_without_offset_counts_as_naive() -> None:

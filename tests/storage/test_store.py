@@ -343,6 +343,7 @@ def test_map_grows_from_tiny_initial_size(lmdb_mode: str, tmp_path: Path) -> Non
     ]
     views = Views(store)
     stop = threading.Event()
+    reading = threading.Event()
     reader_errors: list[BaseException] = []
     reads = [0]
 
@@ -353,12 +354,16 @@ def test_map_grows_from_tiny_initial_size(lmdb_mode: str, tmp_path: Path) -> Non
                 views.tasks_by_state("created", limit=20)
                 store.count()
                 reads[0] += 1
+                reading.set()
         except BaseException as error:
             reader_errors.append(error)
+        finally:
+            reading.set()
 
     thread = threading.Thread(target=reader)
     thread.start()
     try:
+        assert reading.wait(30)
         store.put(*tasks[:400])  # one commit needing several doublings
         batches = [tasks[start : start + 20] for start in range(400, len(tasks), 20)]
         assert wait_all(store, batches) == [None] * len(batches)
@@ -366,6 +371,7 @@ def test_map_grows_from_tiny_initial_size(lmdb_mode: str, tmp_path: Path) -> Non
         stop.set()
         thread.join(30)
     assert not reader_errors
+    assert not thread.is_alive()
     assert reads[0] > 0
     map_size, used = store.map_info()
     assert map_size > 64 * initial
