@@ -55,7 +55,7 @@ class TaskContext:
     @property
     def cancelled(self) -> bool:
         """Whether the task was cancelled or this attempt was abandoned (timed out)."""
-        return self._live.cancel_event.is_set() or self._live.attempt != self._attempt
+        return self._live.cancelled or self._live.attempt != self._attempt
 
     def check_cancelled(self) -> None:
         """Raise `TaskCancelled` if `cancelled` is true."""

@@ -15,6 +15,7 @@ import pykka
 from prometheus_client import CollectorRegistry
 
 from .actors.live import LiveTask, Runtime, new_id
+from .actors.reply import Reply
 from .actors.scheduler import Scheduler
 from .actors.supervisor import Cancel, Drain, Recover, Run, RunOutcome, Supervisor
 from .actors.trigger_bus import (
@@ -255,7 +256,7 @@ class TaskService:
         if not isinstance(progress_factor, int | float) or progress_factor < 0:
             raise ValueError("progress_factor must be a number >= 0")
         digest = props_hash(resolved.name, props, client)
-        reply: concurrent.futures.Future[RunOutcome] = concurrent.futures.Future()
+        reply: Reply[RunOutcome] = Reply()
         run = Run(
             definition=resolved,
             props=props,

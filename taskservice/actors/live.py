@@ -15,6 +15,7 @@ import msgspec
 
 from ..model import Progress, Task
 from ..storage.base import TaskStore
+from .reply import Reply
 from .scheduler import Scheduler, Timer
 
 if TYPE_CHECKING:
@@ -84,14 +85,15 @@ class LiveTask:
         self.parent = parent
         self.progress_factor = progress_factor
         self.children: dict[str, LiveTask] = {}
-        self.cancel_event = threading.Event()
+        self.cancelled = False
+        """Set (never cleared) when the task is cancelled; the running code reads it."""
         self.result: Future[Any] = Future()
         self.attempt = len(task.retries)
         self.timer: Timer | None = None
         self.queued_at: float | None = None
         self.committed = False
         self.holds_slot = False
-        self.pending_replies: list[Future[Any]] = []
+        self.pending_replies: list[Reply[Any]] = []
         self.last_error: BaseException | None = None
         self._own: tuple[float, float, str | None, dict[str, Any]] = (
             task.progress.current,

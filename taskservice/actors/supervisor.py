@@ -39,6 +39,7 @@ from ..storage.base import StoreError
 from ..storage.keys import encode_key, prefix_end
 from .live import LiveTask, Runtime, new_id, now_ms
 from .pool import FastActor
+from .reply import Reply
 from .task_actor import AttemptEnded, TaskActor
 
 __all__ = ["Run", "RunOutcome", "Supervisor"]
@@ -60,7 +61,7 @@ class Run:
     expire: int | None
     client: Client | None
     hash: str
-    reply: Future[RunOutcome]
+    reply: Reply[RunOutcome]
     parent: LiveTask | None = None
     progress_factor: float = 1.0
 
@@ -128,7 +129,7 @@ class _Later:
 
     __slots__ = ("convert", "future")
 
-    def __init__(self, future: Future[Any], convert: Callable[[Future[Any]], Any]) -> None:
+    def __init__(self, future: Reply[Any], convert: Callable[[Reply[Any]], Any]) -> None:
         self.future = future
         self.convert = convert
 
@@ -193,7 +194,7 @@ class Supervisor(FastActor):
             if isinstance(response, _Later):
                 later = response
 
-                def answer(future: Future[Any], later: _Later = later, to: Any = reply_to) -> None:
+                def answer(future: Reply[Any], later: _Later = later, to: Any = reply_to) -> None:
                     to.set(later.convert(future))
 
                 later.future.add_done_callback(answer)
@@ -213,7 +214,7 @@ class Supervisor(FastActor):
 
     def _on_run_task(self, message: RunTask) -> Any:
         """The public message: validate, then run like `Run`."""
-        reply: Future[RunOutcome] = Future()
+        reply: Reply[RunOutcome] = Reply()
         try:
             if not isinstance(message, RunTask):
                 raise TypeError("expected a RunTask")
@@ -574,9 +575,9 @@ class Supervisor(FastActor):
         return count
 
     def _cancel_live(self, live: LiveTask) -> int:
-        if live.task.is_terminal or live.cancel_event.is_set():
+        if live.task.is_terminal or live.cancelled:
             return 0
-        live.cancel_event.set()
+        live.cancelled = True
         count = 1
         for child in list(live.children.values()):
             count += self._cancel_live(child)
@@ -709,7 +710,7 @@ def _retry_delay(definition: TaskDefinition[Any, Any], retry: int) -> float:
         return fallback
 
 
-def _run_reply(future: Future[RunOutcome]) -> RunReply:
+def _run_reply(future: Reply[RunOutcome]) -> RunReply:
     try:
         held, created = future.result()
     except BaseException as error:

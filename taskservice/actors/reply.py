@@ -1,0 +1,75 @@
+"""A one-shot answer from an actor to a waiting thread, cheaper than a Future."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+__all__ = ["Reply"]
+
+T = TypeVar("T")
+
+
+class Reply(Generic[T]):
+    """Set once (a value or an exception), waited for by any number of threads.
+
+    The wait is a plain lock released by the setter: no condition variable on
+    the hot path. `add_done_callback` runs callbacks once the reply is set.
+    """
+
+    __slots__ = ("_callbacks", "_done", "_error", "_gate", "_value")
+
+    def __init__(self) -> None:
+        self._gate = threading.Lock()
+        self._gate.acquire()
+        self._done = False
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Reply[T]], None]] | None = None
+
+    def done(self) -> bool:
+        """Whether a value or an exception has been set."""
+        return self._done
+
+    def set_result(self, value: T) -> None:
+        """Answer with a value."""
+        self._value = value
+        self._finish()
+
+    def set_exception(self, error: BaseException) -> None:
+        """Answer with an exception, raised to the waiters."""
+        self._error = error
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._done:
+            raise RuntimeError("a Reply is set only once")
+        self._done = True
+        self._gate.release()
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback(self)
+
+    def add_done_callback(self, callback: Callable[[Reply[T]], None]) -> None:
+        """Call `callback(self)` once set (at once if it already is).
+
+        Call it from the thread that sets the reply (the actor), as the
+        supervisor does.
+        """
+        if self._done:
+            callback(self)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
+
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for the answer; return the value or raise the exception."""
+        if not self._done:
+            if not self._gate.acquire(timeout=-1 if timeout is None else timeout):
+                raise TimeoutError(f"no reply within {timeout} s")
+            self._gate.release()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
