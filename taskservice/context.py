@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .definition import TaskCancelled, TaskDefinition
@@ -82,6 +83,13 @@ class TaskContext:
         parent skip the work it already did.
         """
         self.check_cancelled()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            # Inside an async execute: hand back an awaitable instead of blocking the loop.
+            return self.run_async(definition, props, progress_factor, expire)  # type: ignore[return-value]
         run: TaskRun[R] = self._live.runtime.service._start(
             definition,
             props,
@@ -93,6 +101,32 @@ class TaskContext:
             progress_factor=progress_factor,
         )
         return run.result()
+
+    async def run_async(
+        self,
+        definition: TaskDefinition[Any, R] | str,
+        props: dict[str, Any],
+        progress_factor: float = 1.0,
+        expire: int | None = None,
+    ) -> R:
+        """`run` for an async execute: `await ctx.run_async(...)` (or `await ctx.run(...)`)."""
+        self.check_cancelled()
+        from .actors.reply import wait_reply
+        from .service import _task_run
+
+        service = self._live.runtime.service
+        reply = service._submit(
+            definition,
+            props,
+            SUBTASK_CAUSE_TYPE,
+            self.task_id,
+            expire=expire,
+            client=None,
+            parent=self._live,
+            progress_factor=progress_factor,
+        )
+        run: TaskRun[R] = _task_run(await wait_reply(reply, service._ack_timeout))
+        return await run
 
     def trigger(self, name: str, props: dict[str, Any]) -> list[TaskRun[Any]]:
         """Start every definition listening to trigger `name`, in this task's cause.

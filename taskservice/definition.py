@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .model import Client
+import msgspec
+
+from .model import Client, PropsError
 
 if TYPE_CHECKING:
     from .context import TaskContext
@@ -75,6 +78,11 @@ class TaskDefinition(Generic[P, R]):
     every attempt. `timeout` (seconds) ends an attempt that overruns. `trigger`
     and `action` (True or a name) expose the definition through the trigger bus
     and as a client action. `service` defaults to the service's name.
+
+    `execute` may be `async def`: it then runs on an event loop the task actor
+    owns for the attempt, and awaits subtasks with `await ctx.run(...)`. With
+    `props_type` (a msgspec Struct type), props are validated at `run` and
+    `execute` receives an instance of it.
     """
 
     def __init__(
@@ -92,6 +100,7 @@ class TaskDefinition(Generic[P, R]):
         timeout: float | None = None,
         executor: str = "thread",
         service: str | None = None,
+        props_type: type[Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("a task definition needs a non-empty str name")
@@ -108,6 +117,10 @@ class TaskDefinition(Generic[P, R]):
                 raise TypeError(f"task {name!r}: {label} must be callable or None")
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             raise ValueError(f"task {name!r}: timeout must be None or seconds > 0")
+        if props_type is not None and not (
+            isinstance(props_type, type) and issubclass(props_type, msgspec.Struct)
+        ):
+            raise TypeError(f"task {name!r}: props_type must be a msgspec.Struct type")
         if executor != "thread":
             raise ValueError(f"task {name!r}: executor {executor!r} is not available")
         for label, flag in (("trigger", trigger), ("action", action)):
@@ -125,6 +138,31 @@ class TaskDefinition(Generic[P, R]):
         self.timeout = timeout
         self.executor = executor
         self.service = service
+        self.props_type = props_type
+        self.is_async = inspect.iscoroutinefunction(execute)
+
+    def validate_props(self, props: Any) -> dict[str, Any]:
+        """The props as stored: a dict, checked against `props_type` when there is one.
+
+        Raises `TypeError` (`PropsError` for values that cannot be stored).
+        """
+        if self.props_type is not None:
+            try:
+                if isinstance(props, self.props_type):
+                    props = msgspec.to_builtins(props)
+                value = msgspec.convert(props, self.props_type)
+            except (msgspec.ValidationError, TypeError) as error:
+                raise PropsError(f"props of {self.name!r}: {error}") from None
+            props = msgspec.to_builtins(value)
+        if not isinstance(props, dict):
+            raise TypeError(f"props must be a dict, not {type(props).__name__}")
+        return props
+
+    def props_for_execute(self, props: dict[str, Any]) -> Any:
+        """What `execute` receives: a copy of the stored props, or a `props_type` instance."""
+        if self.props_type is not None:
+            return msgspec.convert(props, self.props_type)
+        return dict(props)
 
     @property
     def trigger_name(self) -> str | None:

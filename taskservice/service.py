@@ -8,14 +8,14 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from typing import Any, Generic, TypeVar
 
 import pykka
 from prometheus_client import CollectorRegistry
 
 from .actors.live import LiveTask, Runtime, new_id
-from .actors.reply import Reply
+from .actors.reply import Reply, wait_reply
 from .actors.scheduler import Scheduler
 from .actors.supervisor import Cancel, Drain, Recover, Run, RunOutcome, Supervisor
 from .actors.trigger_bus import (
@@ -29,7 +29,7 @@ from .actors.trigger_bus import (
 from .definition import ServiceStopped, TaskDefinition, UnknownDefinition
 from .metrics.hooks import MetricsHooks
 from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
-from .model import Client, Task, props_hash
+from .model import Client, Task, TaskStateChanged, props_hash
 from .storage import Durability, TaskStore, Views, open_store
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "TaskRun", "TaskService"]
@@ -231,7 +231,7 @@ class TaskService:
     def _start(
         self,
         definition: TaskDefinition[Any, R] | str,
-        props: dict[str, Any],
+        props: dict[str, Any] | Any,
         cause_type: str,
         cause: str,
         *,
@@ -240,11 +240,52 @@ class TaskService:
         parent: LiveTask | None = None,
         progress_factor: float = 1.0,
     ) -> TaskRun[R]:
+        reply = self._submit(
+            definition,
+            props,
+            cause_type,
+            cause,
+            expire=expire,
+            client=client,
+            parent=parent,
+            progress_factor=progress_factor,
+        )
+        return _task_run(reply.result(self._ack_timeout))
+
+    async def run_async(
+        self,
+        definition: TaskDefinition[Any, R] | str,
+        props: dict[str, Any] | Any,
+        cause_type: str,
+        cause: str,
+        expire: int | None = None,
+        client: Client | None = None,
+    ) -> TaskRun[R]:
+        """`run` for asyncio: waits for the acknowledgement without blocking the loop.
+
+        `await (await service.run_async(...))` waits for the result too.
+        """
+        reply = self._submit(definition, props, cause_type, cause, expire=expire, client=client)
+        outcome = await wait_reply(reply, self._ack_timeout)
+        return _task_run(outcome)
+
+    def _submit(
+        self,
+        definition: TaskDefinition[Any, R] | str,
+        props: dict[str, Any] | Any,
+        cause_type: str,
+        cause: str,
+        *,
+        expire: int | None,
+        client: Client | None,
+        parent: LiveTask | None = None,
+        progress_factor: float = 1.0,
+    ) -> Reply[RunOutcome]:
+        """Validate and hash on the caller's thread; hand the run to the supervisor."""
         if self._stopped:
             raise ServiceStopped(f"task service {self.name!r} is stopped")
         resolved = self._resolve(definition)
-        if not isinstance(props, dict):
-            raise TypeError(f"props must be a dict, not {type(props).__name__}")
+        props = resolved.validate_props(props)
         if not isinstance(cause_type, str) or not isinstance(cause, str):
             raise TypeError("cause_type and cause must be str")
         if expire is not None and (
@@ -273,12 +314,7 @@ class TaskService:
             self.supervisor.tell(run)
         except pykka.ActorDeadError:
             raise ServiceStopped(f"task service {self.name!r} is stopped") from None
-        held, created = reply.result(self._ack_timeout)
-        if isinstance(held, LiveTask):
-            return TaskRun(held.task, held.result, created)
-        finished: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        finished.set_result(held.result)
-        return TaskRun(held, finished, False)
+        return reply
 
     def _resolve(self, definition: TaskDefinition[Any, R] | str) -> TaskDefinition[Any, R]:
         if isinstance(definition, TaskDefinition):
@@ -400,6 +436,48 @@ class TaskService:
             return ref
         raise TypeError(f"a subscriber is an ActorRef or a callable, not {subscriber!r}")
 
+    async def watch(
+        self, cause_type: str, cause: str, *, until_done: bool = True
+    ) -> AsyncIterator[Task | TaskStateChanged]:
+        """Follow one cause from asyncio: first its tasks, then every change.
+
+        Yields each stored task of the cause (a consistent snapshot), then a
+        `TaskStateChanged` for every state or progress change after it, in
+        order per task. With `until_done`, ends once every task seen is
+        terminal (immediately if the snapshot is already all terminal).
+        """
+        loop = asyncio.get_running_loop()
+        changes: asyncio.Queue[TaskStateChanged] = asyncio.Queue()
+
+        def deliver(message: Any) -> None:
+            if isinstance(message, TaskStateChanged):
+                loop.call_soon_threadsafe(changes.put_nowait, message)
+
+        ref = self.subscribe_cause(deliver, cause_type, cause)
+        try:
+            seen: dict[str, Task] = {}
+            page = self.view.tasks_by_cause_and_start(cause_type, cause, limit=1000)
+            while page:
+                for task in page:
+                    seen[task.id] = task
+                    yield task
+                page = self.view.tasks_by_cause_and_start(
+                    cause_type, cause, gt=page[-1], limit=1000
+                )
+
+            def finished() -> bool:
+                return until_done and all(task.is_terminal for task in seen.values())
+
+            while not finished():
+                message = await changes.get()
+                held = seen.get(message.task.id)
+                if held is not None and held.version >= message.task.version:
+                    continue  # already in the snapshot
+                seen[message.task.id] = message.task
+                yield message
+        finally:
+            self.unsubscribe(ref)
+
     # -- operations -----------------------------------------------------------
 
     def _registry(self) -> CollectorRegistry:
@@ -473,6 +551,15 @@ class TaskService:
                 f"no task service {name!r} is started" if name else "no task service is started"
             )
         return service
+
+
+def _task_run(outcome: RunOutcome) -> TaskRun[Any]:
+    held, created = outcome
+    if isinstance(held, LiveTask):
+        return TaskRun(held.task, held.result, created)
+    finished: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    finished.set_result(held.result)
+    return TaskRun(held, finished, False)
 
 
 class _TaskApi:

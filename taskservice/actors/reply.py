@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-__all__ = ["Reply"]
+__all__ = ["Reply", "wait_reply"]
 
 T = TypeVar("T")
 
@@ -18,11 +19,12 @@ class Reply(Generic[T]):
     the hot path. `add_done_callback` runs callbacks once the reply is set.
     """
 
-    __slots__ = ("_callbacks", "_done", "_error", "_gate", "_value")
+    __slots__ = ("_callbacks", "_done", "_error", "_gate", "_lock", "_value")
 
     def __init__(self) -> None:
         self._gate = threading.Lock()
         self._gate.acquire()
+        self._lock = threading.Lock()
         self._done = False
         self._value: T | None = None
         self._error: BaseException | None = None
@@ -43,26 +45,25 @@ class Reply(Generic[T]):
         self._finish()
 
     def _finish(self) -> None:
-        if self._done:
-            raise RuntimeError("a Reply is set only once")
-        self._done = True
+        with self._lock:
+            if self._done:
+                raise RuntimeError("a Reply is set only once")
+            self._done = True
+            callbacks, self._callbacks = self._callbacks, None
         self._gate.release()
-        callbacks, self._callbacks = self._callbacks, None
         for callback in callbacks or ():
             callback(self)
 
     def add_done_callback(self, callback: Callable[[Reply[T]], None]) -> None:
-        """Call `callback(self)` once set (at once if it already is).
-
-        Call it from the thread that sets the reply (the actor), as the
-        supervisor does.
-        """
-        if self._done:
-            callback(self)
-        elif self._callbacks is None:
-            self._callbacks = [callback]
-        else:
-            self._callbacks.append(callback)
+        """Call `callback(self)` once set (at once, here, if it already is)."""
+        with self._lock:
+            if not self._done:
+                if self._callbacks is None:
+                    self._callbacks = [callback]
+                else:
+                    self._callbacks.append(callback)
+                return
+        callback(self)
 
     def result(self, timeout: float | None = None) -> T:
         """Wait for the answer; return the value or raise the exception."""
@@ -73,3 +74,23 @@ class Reply(Generic[T]):
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
+
+
+async def wait_reply(reply: Reply[T], timeout: float | None = None) -> T:
+    """Await a `Reply` from asyncio without blocking the event loop (no thread)."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[T] = loop.create_future()
+
+    def relay(done: Reply[T]) -> None:
+        def settle() -> None:
+            if waiter.cancelled():
+                return
+            try:
+                waiter.set_result(done.result(0))
+            except BaseException as error:
+                waiter.set_exception(error)
+
+        loop.call_soon_threadsafe(settle)
+
+    reply.add_done_callback(relay)
+    return await asyncio.wait_for(waiter, timeout)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import traceback
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,10 @@ log = logging.getLogger("taskservice.tasks")
 
 class UnstorableResult(TaskNoRetry):
     """`execute` returned a value msgspec cannot encode; retrying would not help."""
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 @dataclass(slots=True)
@@ -74,19 +81,23 @@ class TaskActor(PooledActor):
     def _run(self) -> AttemptEnded:
         live = self._live
         definition = live.definition
-        props = dict(live.task.properties)
         ctx = TaskContext(live, self._token)
         started_at = now_ms()
         result: Any = None
         error: BaseException | None = None
         stack = ""
+        props: Any = None
         try:
+            props = definition.props_for_execute(live.task.properties)
             if self._fallback:
                 assert definition.fallback is not None
                 error_in = self._fallback_error or RuntimeError(live.task.error or "failed")
                 result = definition.fallback(props, ctx, error_in)
             else:
                 result = definition.execute(props, ctx, ctx.emit)
+            if inspect.isawaitable(result):
+                # An async execute runs on an event loop this actor owns for the attempt.
+                result = asyncio.run(_awaited(result))
             try:
                 check_encodable(result, "result")
             except PropsError as bad:
@@ -95,7 +106,7 @@ class TaskActor(PooledActor):
             error = caught
             stack = traceback.format_exc()
         finally:
-            if not self._fallback and definition.cleanup is not None:
+            if not self._fallback and definition.cleanup is not None and props is not None:
                 try:
                     definition.cleanup(props, ctx)
                 except BaseException:

@@ -1,18 +1,32 @@
-"""The Prometheus metric set of one service, in its own `CollectorRegistry`."""
+"""The Prometheus metric set of one service, in its own `CollectorRegistry`.
+
+The hooks only count, in plain ints, dicts and lists; the metric families are
+built when the registry is collected (at a scrape), by a collector registered
+in that registry. The hot path never touches `prometheus_client`.
+"""
 
 from __future__ import annotations
 
 import errno
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+import prometheus_client.metrics
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import start_wsgi_server
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from ..model import STATES
 from ..storage.base import TaskStore
@@ -33,20 +47,126 @@ COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
-class _Family:
-    """A labelled metric with its children cached per label value (hot path)."""
+K = TypeVar("K", bound=Hashable)
 
-    __slots__ = ("_children", "_metric")
 
-    def __init__(self, metric: Any) -> None:
-        self._metric = metric
-        self._children: dict[Any, Any] = {}
+def _le(bounds: Sequence[float]) -> tuple[str, ...]:
+    """The `le` label values of histogram buckets, +Inf last, as `prometheus_client` writes them."""
+    # Python's repr of these floats is what prometheus_client's floatToGoString gives.
+    return (*(repr(float(bound)) for bound in bounds), "+Inf")
 
-    def __call__(self, *labels: str) -> Any:
-        child = self._children.get(labels)
-        if child is None:
-            child = self._children[labels] = self._metric.labels(*labels)
-        return child
+
+DURATION_LE = _le(DURATION_BUCKETS)
+COMMIT_LE = _le(COMMIT_BUCKETS)
+BATCH_LE = _le(BATCH_BUCKETS)
+
+
+class _Counts(dict[K, int]):
+    """Counts by label values; the first appearance of each is timestamped (`_created`).
+
+    `counts[key] += 1` counts; a missing key reads as 0. Not atomic: each
+    instance has one writing thread, or its writers share a lock.
+    """
+
+    __slots__ = ("born",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.born: dict[K, float] = {}
+        """Wall-clock time each key was first counted (before it shows in the counts)."""
+
+    def __missing__(self, key: K) -> int:
+        self.born[key] = time.time()
+        return 0
+
+    def snapshot(self) -> tuple[dict[K, int], dict[K, float]]:
+        """(counts, first-counted times): copies, each taken by one `dict.copy` under the GIL.
+
+        The counts are copied first, so every key they hold has its time.
+        """
+        counts = self.copy()
+        return counts, self.born.copy()
+
+
+class _Histograms(dict[K, list[float]]):
+    """Histogram series by label values: `[count per bucket..., +Inf count, sum]`.
+
+    `series = histograms[key]` creates a missing series (timestamped, for
+    `_created`); an observation then adds to the sum and to one bucket (not
+    cumulative: the exposition accumulates). One writer per instance, as `_Counts`.
+    """
+
+    __slots__ = ("_width", "born")
+
+    def __init__(self, buckets: int) -> None:
+        super().__init__()
+        self.born: dict[K, float] = {}
+        self._width = buckets + 2  # the buckets, +Inf, the sum
+
+    def __missing__(self, key: K) -> list[float]:
+        self.born[key] = time.time()
+        series = self[key] = [0.0] * self._width
+        return series
+
+    def snapshot(self) -> tuple[dict[K, list[float]], dict[K, float]]:
+        """(series, first-observed times), each series copied (a slice holds the GIL)."""
+        series = {key: values[:] for key, values in self.copy().items()}
+        return series, self.born.copy()
+
+
+def _label_values(key: object) -> Sequence[str]:
+    """A series key as label values: a str for one label, a tuple for none or several."""
+    if isinstance(key, tuple):
+        return key
+    assert isinstance(key, str)
+    return (key,)
+
+
+def _counter(
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    counts: Mapping[Any, int],
+    born: Mapping[Any, float] | None,
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, count in counts.items():
+        created = None if born is None else born.get(key)
+        family.add_metric(_label_values(key), float(count), created)
+    return family
+
+
+def _histogram(
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    le: Sequence[str],
+    series: Mapping[Any, list[float]],
+    born: Mapping[Any, float] | None,
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=labels)
+    for key, values in series.items():
+        label_values = _label_values(key)
+        cumulative: list[tuple[str, float]] = []
+        total = 0.0
+        for bound, count in zip(le, values[:-1], strict=True):
+            total += count
+            cumulative.append((bound, total))
+        family.add_metric(label_values, cumulative, values[-1])
+        created = None if born is None else born.get(key)
+        if created is not None:
+            # The order of prometheus_client's Histogram: buckets, _count, _sum, _created.
+            family.samples.append(
+                Sample(
+                    f"{family.name}_created", dict(zip(labels, label_values, strict=True)), created
+                )
+            )
+    return family
+
+
+def _created_series() -> bool:
+    """Whether `_created` samples are exposed (prometheus_client's `disable_created_metrics`)."""
+    return bool(getattr(prometheus_client.metrics, "_use_created", True))
 
 
 class PrometheusMetrics(MetricsHooks):
@@ -55,118 +175,221 @@ class PrometheusMetrics(MetricsHooks):
     Each instance has its own `CollectorRegistry` (`.registry`), so several
     services in one process never collide. No task ids or causes in labels:
     only definition names and states.
+
+    The hooks do plain-Python bookkeeping; the metric families are built at
+    scrape time. Thread safety follows the callers of a service:
+
+    - the supervisor thread alone calls `task_created`, `task_reused`,
+      `attempt_started`, `task_retried`, `task_finished`, `running_changed`
+      and `queued`; the trigger bus thread alone calls `triggers_delivered`,
+      `subscriber_error` and `subscribers`. Those write without a lock (one
+      writer each); a scrape reads copies taken while holding the GIL.
+    - `progress_update` comes from the threads of the tasks, `commit` from
+      whichever thread commits (the LMDB writer, or in memory mode each
+      writing thread): each has a lock.
+
+    So one instance serves one service: do not pass it to two.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        r = self.registry
-        p = "taskservice_"
-        self._created = _Family(
-            Counter(f"{p}tasks_created", "Tasks created.", ["task"], registry=r)
-        )
-        self._reused = _Family(
-            Counter(f"{p}tasks_reused", "Runs that reused an existing task.", ["task"], registry=r)
-        )
-        self._attempts = _Family(
-            Counter(f"{p}task_attempts", "Attempts started.", ["task"], registry=r)
-        )
-        self._retries = _Family(
-            Counter(f"{p}task_retries", "Failed attempts scheduled again.", ["task"], registry=r)
-        )
-        self._finished = _Family(
-            Counter(
-                f"{p}tasks_finished", "Tasks that ended, by state.", ["task", "state"], registry=r
-            )
-        )
-        self._progress = _Family(
-            Counter(f"{p}progress_updates", "Progress updates stored.", ["task"], registry=r)
-        )
-        self._delivered = Counter(
-            f"{p}triggers_delivered", "State messages handed to subscribers.", registry=r
-        )
-        self._subscriber_errors = Counter(
-            f"{p}subscriber_errors", "Dead or failing subscribers dropped.", registry=r
-        )
-        self._commits = Counter(f"{p}storage_commits", "Store commits.", registry=r)
-        self._running = _Family(
-            Gauge(f"{p}tasks_running", "Attempts running now.", ["task"], registry=r)
-        )
-        self._queued = Gauge(f"{p}tasks_queued", "Tasks waiting for a slot.", registry=r)
-        self._subscribers = Gauge(f"{p}subscribers", "Active subscriptions.", registry=r)
-        self._duration = _Family(
-            Histogram(
-                f"{p}task_duration_seconds",
-                "Time from creation to a terminal state.",
-                ["task"],
-                buckets=DURATION_BUCKETS,
-                registry=r,
-            )
-        )
-        self._queue_wait = _Family(
-            Histogram(
-                f"{p}task_queue_wait_seconds",
-                "Time an attempt waited for a concurrency slot.",
-                ["task"],
-                buckets=DURATION_BUCKETS,
-                registry=r,
-            )
-        )
-        self._commit_seconds = Histogram(
-            f"{p}storage_commit_seconds",
-            "Time to commit one batch.",
-            buckets=COMMIT_BUCKETS,
-            registry=r,
-        )
-        self._batch_size = Histogram(
-            f"{p}storage_batch_size", "Tasks per commit.", buckets=BATCH_BUCKETS, registry=r
-        )
+        self._born = time.time()
+        """When the unlabelled counters and histograms were created."""
+        # Written by the supervisor thread only.
+        self._tasks_created: _Counts[str] = _Counts()
+        self._tasks_reused: _Counts[str] = _Counts()
+        self._attempts: _Counts[str] = _Counts()
+        self._retries: _Counts[str] = _Counts()
+        self._finished: _Counts[tuple[str, str]] = _Counts()
+        self._running: dict[str, int] = {}
+        self._queued = 0
+        self._duration: _Histograms[str] = _Histograms(len(DURATION_BUCKETS))
+        self._queue_wait: _Histograms[str] = _Histograms(len(DURATION_BUCKETS))
+        # Written by the trigger bus thread only.
+        self._delivered = 0
+        self._subscriber_errors = 0
+        self._subscribers = 0
+        # Written by many threads, under their lock.
+        self._progress_lock = threading.Lock()
+        self._progress: _Counts[str] = _Counts()
+        self._commit_lock = threading.Lock()
+        self._commits = 0
+        self._commit_seconds = [0.0] * (len(COMMIT_BUCKETS) + 2)
+        self._batch_size = [0.0] * (len(BATCH_BUCKETS) + 2)
+        self.registry.register(_LifecycleCollector(self))
+
+    # -- hooks (hot path) ---------------------------------------------------
 
     def task_created(self, name: str) -> None:
-        self._created(name).inc()
+        self._tasks_created[name] += 1
 
     def task_reused(self, name: str) -> None:
-        self._reused(name).inc()
+        self._tasks_reused[name] += 1
 
     def attempt_started(self, name: str, queue_wait: float | None) -> None:
-        self._attempts(name).inc()
-        self._queue_wait(name).observe(queue_wait or 0.0)
+        self._attempts[name] += 1
+        wait = queue_wait or 0.0
+        series = self._queue_wait[name]
+        series[-1] += wait
+        series[bisect_left(DURATION_BUCKETS, wait)] += 1
 
     def task_retried(self, name: str) -> None:
-        self._retries(name).inc()
+        self._retries[name] += 1
 
     def task_finished(self, name: str, state: str, duration: float | None) -> None:
-        self._finished(name, state).inc()
+        self._finished[name, state] += 1
         if duration is not None:
-            self._duration(name).observe(duration)
+            series = self._duration[name]
+            series[-1] += duration
+            series[bisect_left(DURATION_BUCKETS, duration)] += 1
 
     def running_changed(self, name: str, delta: int) -> None:
-        self._running(name).inc(delta)
+        running = self._running
+        running[name] = running.get(name, 0) + delta
 
     def queued(self, count: int) -> None:
-        self._queued.set(count)
+        self._queued = count
 
     def progress_update(self, name: str) -> None:
-        self._progress(name).inc()
+        with self._progress_lock:
+            self._progress[name] += 1
 
     def triggers_delivered(self, count: int) -> None:
-        self._delivered.inc(count)
+        self._delivered += count
 
     def subscriber_error(self) -> None:
-        self._subscriber_errors.inc()
+        self._subscriber_errors += 1
 
     def subscribers(self, count: int) -> None:
-        self._subscribers.set(count)
+        self._subscribers = count
 
     def commit(self, seconds: float, batch_size: int) -> None:
-        self._commits.inc()
-        self._commit_seconds.observe(seconds)
-        self._batch_size.observe(batch_size)
+        with self._commit_lock:
+            self._commits += 1
+            series = self._commit_seconds
+            series[-1] += seconds
+            series[bisect_left(COMMIT_BUCKETS, seconds)] += 1
+            series = self._batch_size
+            series[-1] += batch_size
+            series[bisect_left(BATCH_BUCKETS, batch_size)] += 1
+
+    # -- scrape ---------------------------------------------------------------
+
+    def _collect(self) -> Iterator[Metric]:
+        """The families, in the order and form the `prometheus_client` metrics had."""
+        p = "taskservice_"
+        created = _created_series()
+
+        def counter(
+            name: str, documentation: str, labels: Sequence[str], counts: _Counts[Any]
+        ) -> CounterMetricFamily:
+            values, born = counts.snapshot()
+            return _counter(name, documentation, labels, values, born if created else None)
+
+        def histogram(name: str, documentation: str, series: _Histograms[str]) -> Metric:
+            values, born = series.snapshot()
+            born_or_none = born if created else None
+            return _histogram(name, documentation, ["task"], DURATION_LE, values, born_or_none)
+
+        once = self._born if created else None
+        with self._progress_lock:
+            progress, progress_born = self._progress.snapshot()
+        with self._commit_lock:
+            commits = self._commits
+            commit_seconds = self._commit_seconds[:]
+            batch_size = self._batch_size[:]
+
+        yield counter(f"{p}tasks_created", "Tasks created.", ["task"], self._tasks_created)
+        yield counter(
+            f"{p}tasks_reused", "Runs that reused an existing task.", ["task"], self._tasks_reused
+        )
+        yield counter(f"{p}task_attempts", "Attempts started.", ["task"], self._attempts)
+        yield counter(
+            f"{p}task_retries", "Failed attempts scheduled again.", ["task"], self._retries
+        )
+        yield counter(
+            f"{p}tasks_finished", "Tasks that ended, by state.", ["task", "state"], self._finished
+        )
+        yield _counter(
+            f"{p}progress_updates",
+            "Progress updates stored.",
+            ["task"],
+            progress,
+            progress_born if created else None,
+        )
+        yield CounterMetricFamily(
+            f"{p}triggers_delivered",
+            "State messages handed to subscribers.",
+            float(self._delivered),
+            created=once,
+        )
+        yield CounterMetricFamily(
+            f"{p}subscriber_errors",
+            "Dead or failing subscribers dropped.",
+            float(self._subscriber_errors),
+            created=once,
+        )
+        yield CounterMetricFamily(
+            f"{p}storage_commits", "Store commits.", float(commits), created=once
+        )
+        running = GaugeMetricFamily(f"{p}tasks_running", "Attempts running now.", labels=["task"])
+        for name, count in self._running.copy().items():
+            running.add_metric([name], float(count))
+        yield running
+        yield GaugeMetricFamily(
+            f"{p}tasks_queued", "Tasks waiting for a slot.", float(self._queued)
+        )
+        yield GaugeMetricFamily(
+            f"{p}subscribers", "Active subscriptions.", float(self._subscribers)
+        )
+        yield histogram(
+            f"{p}task_duration_seconds",
+            "Time from creation to a terminal state.",
+            self._duration,
+        )
+        yield histogram(
+            f"{p}task_queue_wait_seconds",
+            "Time an attempt waited for a concurrency slot.",
+            self._queue_wait,
+        )
+        born = {(): self._born}
+        yield _histogram(
+            f"{p}storage_commit_seconds",
+            "Time to commit one batch.",
+            [],
+            COMMIT_LE,
+            {(): commit_seconds},
+            born if created else None,
+        )
+        yield _histogram(
+            f"{p}storage_batch_size",
+            "Tasks per commit.",
+            [],
+            BATCH_LE,
+            {(): batch_size},
+            born if created else None,
+        )
 
     def watch_store(self, store: TaskStore) -> StoreCollector:
         """Add scrape-time figures of `store` to the registry."""
         collector = StoreCollector(store)
         self.registry.register(collector)
         return collector
+
+
+class _LifecycleCollector(Collector):
+    """Builds the families of a `PrometheusMetrics` from its counts, at scrape time."""
+
+    def __init__(self, metrics: PrometheusMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        # The registry reads the names and types, to refuse duplicates and to
+        # serve `name[]` restricted scrapes.
+        return list(self._metrics._collect())
+
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics._collect()
 
 
 class StoreCollector(Collector):

@@ -36,6 +36,7 @@ log = logging.getLogger("taskservice.storage")
 _META_SCHEMA = b"schema_version"
 _DEFAULT_MAP_SIZE = 1 << 30
 _SYNC_EVERY = 1.0  # seconds between background fsyncs in batched mode
+_KEY_CACHE_LIMIT = 200_000  # unfinished tasks whose index keys the writer remembers
 
 
 class _Batch:
@@ -258,7 +259,7 @@ class LmdbStore(TaskStore):
         self.put(timeout=timeout)
 
     def _write_loop(self) -> None:
-        last_sync = time.monotonic()
+        last_sync = last_commit = time.monotonic()
         dirty = False
         stop = False
         while not stop:
@@ -275,7 +276,11 @@ class LmdbStore(TaskStore):
             else:
                 batches.append(first)
             if self._batch_seconds and self.durability == "batched" and not stop:
-                time.sleep(self._batch_seconds)
+                # At most one commit every batch_ms: wait only for what is left
+                # of the interval since the last one (a lone write goes at once).
+                wait = last_commit + self._batch_seconds - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
             while True:
                 try:
                     item = self._queue.get_nowait()
@@ -287,6 +292,7 @@ class LmdbStore(TaskStore):
                     batches.append(item)
             if batches:
                 self._commit(batches)
+                last_commit = time.monotonic()
                 dirty = self.durability == "batched"
             if dirty and time.monotonic() - last_sync >= _SYNC_EVERY:
                 self._background_sync()
@@ -363,6 +369,8 @@ class LmdbStore(TaskStore):
                         txn.put(new, b"", db=db)
                 txn.put(key, item.record, db=self._tasks)
         # Committed: remember the keys of unfinished tasks, forget finished ones.
+        if len(cache) > _KEY_CACHE_LIMIT:
+            cache.clear()  # only a cache: old keys are read from the records again
         for task_id, item in tasks.items():
             if item.task.is_terminal:
                 cache.pop(task_id, None)
