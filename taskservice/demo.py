@@ -64,10 +64,95 @@ def _bar(current: float, total: float, width: int = 20) -> str:
 
 
 def run_demo(path: str = "./taskservice-data", images: int = 3, out: Any = None) -> int:
-    """Run the demo on the embedded LMDB store at `path`; returns an exit code."""
+    """Run the demo on the embedded LMDB store at `path`; returns an exit code.
+
+    Shows live progress bars per task and for the whole cause when `rich` is
+    installed (and TASKSERVICE_PLAIN is not set); prints each trigger message
+    otherwise.
+    """
+    import os
     import sys
 
-    write = (out or sys.stdout).write
+    try:
+        if os.environ.get("TASKSERVICE_PLAIN") or out is not None:
+            raise ImportError
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+    except ImportError:
+        return _run_demo_plain(path, images, out or sys.stdout)
+    console = Console()
+    cause = f"u{int(time.time())}"
+    console.print(f"[bold]taskservice demo[/]: store at {path}, cause upload:{cause}")
+    with (
+        TaskService.start(path=path, definitions=DEMO_DEFINITIONS) as service,
+        Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[state]:<9} {task.fields[action]}"),
+            console=console,
+        ) as progress,
+    ):
+        overall = progress.add_task(f"upload:{cause}", total=images, state="", action="")
+        bars: dict[str, Any] = {}
+        lock = threading.Lock()
+
+        def show(message: TaskStateChanged) -> None:
+            task = message.task
+            with lock:
+                if task.id not in bars:
+                    bars[task.id] = progress.add_task(
+                        f"  {task.name} {task.properties.get('image', '')}",
+                        total=1.0,
+                        state="",
+                        action="",
+                    )
+                total = task.progress.total or 1.0
+                done = task.state in ("done", "fallbackDone")
+                progress.update(
+                    bars[task.id],
+                    total=total,
+                    completed=total if done else task.progress.current,
+                    state=task.state,
+                    action=task.progress.action or "",
+                )
+                if message.trigger.endswith("Retrying"):
+                    console.print(f"  retrying {task.name}: {task.error}")
+                if task.name == resize_image.name and task.is_terminal:
+                    finished.add(task.id)
+                    progress.update(overall, completed=len(finished))
+                    if len(finished) == images:
+                        all_shown.set()
+
+        finished: set[str] = set()
+        all_shown = threading.Event()
+        service.subscribe(show, "upload_*")
+        service.subscribe(show, "taskUploadToCdn*")
+        runs = [
+            service.run(resize_image, {"image": f"photo{i}.png"}, "upload", cause)
+            for i in range(images)
+        ]
+        failed = 0
+        for run in runs:
+            try:
+                run.result(timeout=60)
+            except Exception as error:
+                failed += 1
+                console.print(f"[red]{run.task} failed: {error}[/]")
+        all_shown.wait(5)  # let the last state messages reach the bars
+    with TaskService.start(path=path, definitions=DEMO_DEFINITIONS) as service:
+        tree = service.view.tasks_by_root("upload", cause, limit=1000)
+        again = service.run(resize_image, {"image": "photo0.png"}, "upload", cause)
+    retried = sum(1 for task in tree if task.retries)
+    console.print(
+        f"{len(tree)} tasks in the cause's tree (subtasks included), {retried} retried; "
+        f"running photo0.png again reused task {again.task} (created={again.created})"
+    )
+    return 1 if failed else 0
+
+
+def _run_demo_plain(path: str, images: int, out: Any) -> int:
+    write = out.write
     lock = threading.Lock()
 
     def show(message: TaskStateChanged) -> None:
