@@ -1,0 +1,1 @@
+"""Framework recipes for taskservice (each is exercised by tests/ecosystem)."""
