@@ -109,6 +109,7 @@ class TaskService:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         batch_ms: float = 10.0,
         map_size: int | None = None,
+        max_map_size: int | None = None,
         metrics: MetricsHooks | None = None,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
@@ -140,6 +141,8 @@ class TaskService:
             options["batch_ms"] = batch_ms
         if map_size is not None:
             options["map_size"] = map_size
+        if max_map_size is not None:
+            options["max_map_size"] = max_map_size
         store = open_store(
             None if path is None else os.fspath(path),
             durability,

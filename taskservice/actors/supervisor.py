@@ -380,7 +380,8 @@ class Supervisor(FastActor):
         replies, live.pending_replies = live.pending_replies, []
         if message.error is not None:
             self._unregister(live)
-            error = StoreError(f"task {live.id} could not be stored: {message.error}")
+            kind = type(message.error) if isinstance(message.error, StoreError) else StoreError
+            error = kind(f"task {live.id} could not be stored: {message.error}")
             for reply in replies:
                 reply.set_exception(error)
             if not live.result.done():

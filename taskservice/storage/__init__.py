@@ -1,6 +1,6 @@
 """Persistence: order-preserving keys, the LMDB and memory stores, the views."""
 
-from .base import CorruptRecord, Durability, SchemaMismatch, StoreError, TaskStore
+from .base import CorruptRecord, Durability, SchemaMismatch, StoreError, StoreFull, TaskStore
 from .keys import decode_key, encode_key
 from .lmdb_store import LmdbStore
 from .memory_store import MemoryStore
@@ -13,6 +13,7 @@ __all__ = [
     "MemoryStore",
     "SchemaMismatch",
     "StoreError",
+    "StoreFull",
     "TaskStore",
     "Views",
     "decode_key",

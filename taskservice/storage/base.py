@@ -41,6 +41,10 @@ class StoreError(RuntimeError):
     """A write could not be committed (disk full, I/O error, closed store...)."""
 
 
+class StoreFull(StoreError):
+    """A write does not fit: the disk is full or the map reached `max_map_size`."""
+
+
 class SchemaMismatch(StoreError):
     """The store on disk was written by another schema version."""
 

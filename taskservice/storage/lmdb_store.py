@@ -21,6 +21,7 @@ from .base import (
     Prepared,
     SchemaMismatch,
     StoreError,
+    StoreFull,
     TaskStore,
     decode_record,
     id_of_key,
@@ -64,6 +65,7 @@ class LmdbStore(TaskStore):
         durability: Literal["durable", "batched"] = "durable",
         *,
         map_size: int = _DEFAULT_MAP_SIZE,
+        max_map_size: int | None = None,
         batch_ms: float = 10.0,
         max_readers: int = 1024,
         readonly: bool = False,
@@ -74,6 +76,9 @@ class LmdbStore(TaskStore):
         self.durability = durability
         self.path = os.fspath(path)
         self._batch_seconds = batch_ms / 1000.0
+        if max_map_size is not None and max_map_size < map_size:
+            raise ValueError("max_map_size must be at least map_size")
+        self._max_map_size = max_map_size
         self._readonly = readonly
         if not readonly:
             _make_private_dir(self.path)
@@ -336,10 +341,15 @@ class LmdbStore(TaskStore):
             except lmdb.MapFullError:
                 try:
                     self._grow()
-                except lmdb.Error as grow_error:
-                    return StoreError(f"task store map is full and cannot grow: {grow_error}")
+                except (lmdb.Error, StoreFull) as grow_error:
+                    full = StoreFull(
+                        f"task store {self.path!r} is full and cannot grow: {grow_error}"
+                    )
+                    log.error("%s", full)
+                    return full
             except lmdb.Error as lmdb_error:
-                error = StoreError(f"commit to task store {self.path!r} failed: {lmdb_error}")
+                kind = StoreFull if _is_disk_full(lmdb_error) else StoreError
+                error = kind(f"commit to task store {self.path!r} failed: {lmdb_error}")
                 log.error("%s", error)
                 return error
 
@@ -399,7 +409,12 @@ class LmdbStore(TaskStore):
             try:
                 while self._readers:
                     self._gate.wait()
-                size = self.env.info()["map_size"] * 2
+                current = self.env.info()["map_size"]
+                size = current * 2
+                if self._max_map_size is not None:
+                    if current >= self._max_map_size:
+                        raise StoreFull(f"the map has reached max_map_size ({self._max_map_size})")
+                    size = min(size, self._max_map_size)
                 self.env.set_mapsize(size)
                 log.info("task store map grown to %d bytes", size)
             finally:
@@ -433,6 +448,10 @@ def _last_id(key: bytes) -> bytes | None:
         return id_of_key(key).encode()
     except ValueError:
         return None
+
+
+def _is_disk_full(error: lmdb.Error) -> bool:
+    return isinstance(error, lmdb.DiskError) or "No space left" in str(error)
 
 
 def _make_private_dir(path: str) -> None:

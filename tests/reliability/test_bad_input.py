@@ -1,0 +1,116 @@
+"""Bad input and hostile conditions: a clear error or a documented outcome, and the
+service keeps serving other work."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskservice import StoreError, TaskContext, TaskDefinition, TaskService
+from taskservice.storage import StoreFull
+
+
+def echo(props: dict[str, Any], ctx: TaskContext, emit: Any) -> Any:
+    return props.get("value")
+
+
+ECHO = TaskDefinition("echo", echo)
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[list[TaskService]]:
+    services: list[TaskService] = []
+    yield services
+    for service in services:
+        service.stop(timeout=5)
+
+
+def test_a_full_store_refuses_runs_clearly_and_stays_readable(
+    tmp_path: Path, started: list[TaskService]
+) -> None:
+    service = TaskService.start(
+        tmp_path / "full", [ECHO], map_size=256 * 1024, max_map_size=256 * 1024
+    )
+    started.append(service)
+    first = service.run(ECHO, {"value": "small"}, "c", "1")
+    assert first.result(timeout=10) == "small"
+    blob = "x" * 4096
+    with pytest.raises(StoreFull, match="is full"):
+        for n in range(1000):
+            service.run(ECHO, {"value": blob, "n": n}, "c", "1")
+    # Reads still work, and the failed run left nothing half-done behind.
+    task = service.view.task(first.task)
+    assert task is not None and task.state == "done"
+    assert service.view.tasks_by_cause_and_state("c", "1", "done", limit=1000)
+    # Later runs either fit (space freed by finished tasks' smaller records) and
+    # complete, or are refused with the same clear error: never anything else.
+    try:
+        again = service.run(ECHO, {"value": "tiny"}, "c", "2")
+    except StoreFull:
+        pass
+    else:
+        assert again.result(timeout=10) == "tiny"
+
+
+def test_a_store_path_that_cannot_be_created_fails_at_start(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot create task store directory"):
+        TaskService.start(blocker / "data", [ECHO])
+
+
+@pytest.mark.parametrize(
+    "delay",
+    [
+        lambda n: 1 / 0,
+        lambda n: float("nan"),
+        lambda n: -5,
+        lambda n: "soon",
+    ],
+    ids=["raises", "nan", "negative", "not-a-number"],
+)
+def test_a_broken_retry_delay_falls_back_to_the_default(
+    tmp_path: Path,
+    started: list[TaskService],
+    delay: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def flaky(props: dict[str, Any], ctx: TaskContext, emit: Any) -> int:
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        return ctx.attempt
+
+    definition = TaskDefinition("flaky", flaky, retry_delay=delay, max_retries=2)
+    service = TaskService.start(tmp_path / "delay", [definition])
+    started.append(service)
+    with caplog.at_level(logging.ERROR, logger="taskservice.supervisor"):
+        run = service.run(definition, {}, "c", "1")
+        assert run.result(timeout=10) == 2
+    task = service.view.task(run.task)
+    assert task is not None and len(task.retries) == 1
+    # The default delay (1000 ms for the first retry) was used.
+    assert task.started_at is not None and task.started_at - task.retries[0].failed_at >= 1000
+    assert "retry_delay failed" in caplog.text
+
+
+def test_an_unstorable_result_fails_the_task_without_retries(
+    tmp_path: Path, started: list[TaskService]
+) -> None:
+    attempts: list[int] = []
+
+    def bad_result(props: dict[str, Any], ctx: TaskContext, emit: Any) -> Any:
+        attempts.append(ctx.attempt)
+        return {"when": object()}
+
+    definition = TaskDefinition("badResult", bad_result)
+    service = TaskService.start(tmp_path / "result", [definition, ECHO])
+    started.append(service)
+    run = service.run(definition, {}, "c", "1")
+    with pytest.raises(Exception, match="cannot be encoded"):
+        run.result(timeout=10)
+    assert attempts == [1]
+    assert service.run(ECHO, {"value": 1}, "c", "1").result(timeout=10) == 1
