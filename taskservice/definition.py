@@ -121,8 +121,25 @@ class TaskDefinition(Generic[P, R]):
             isinstance(props_type, type) and issubclass(props_type, msgspec.Struct)
         ):
             raise TypeError(f"task {name!r}: props_type must be a msgspec.Struct type")
-        if executor != "thread":
-            raise ValueError(f"task {name!r}: executor {executor!r} is not available")
+        if executor not in ("thread", "process"):
+            raise ValueError(
+                f"task {name!r}: executor must be 'thread' or 'process', not {executor!r}"
+            )
+        if executor == "process":
+            from .executors.refs import function_reference
+
+            remote: tuple[tuple[str, object], ...] = (
+                ("execute", execute),
+                ("fallback", fallback),
+                ("cleanup", cleanup),
+                ("props_type", props_type),
+            )
+            for part, target in remote:
+                if target is not None:
+                    try:
+                        function_reference(target, part)
+                    except ValueError as error:
+                        raise ValueError(f"task {name!r}: {error}") from None
         for label, flag in (("trigger", trigger), ("action", action)):
             if not isinstance(flag, bool | str) or flag == "":
                 raise ValueError(f"task {name!r}: {label} must be a bool or a non-empty name")

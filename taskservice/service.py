@@ -27,6 +27,7 @@ from .actors.trigger_bus import (
     Unsubscribe,
 )
 from .definition import ServiceStopped, TaskDefinition, UnknownDefinition
+from .executors.process import ProcessExecutor
 from .metrics.hooks import MetricsHooks
 from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
 from .model import Client, Task, TaskStateChanged, props_hash
@@ -188,6 +189,8 @@ class TaskService:
         """Unfinished tasks found at start whose definitions are not registered."""
         self._ack_timeout = ack_timeout
         self._stopped = False
+        self._executor_lock = threading.Lock()
+        self._process_executor: ProcessExecutor | None = None
         self._subscribers: dict[int, pykka.ActorRef[Any]] = {}
         store.on_commit = self.metrics.commit
         self.scheduler = Scheduler(f"taskservice-scheduler:{name}")
@@ -481,6 +484,14 @@ class TaskService:
         finally:
             self.unsubscribe(ref)
 
+    @property
+    def process_executor(self) -> ProcessExecutor:
+        """The worker processes of `executor="process"` definitions (started on first use)."""
+        with self._executor_lock:
+            if self._process_executor is None:
+                self._process_executor = ProcessExecutor()
+            return self._process_executor
+
     # -- operations -----------------------------------------------------------
 
     def _registry(self) -> CollectorRegistry:
@@ -520,6 +531,8 @@ class TaskService:
         except (concurrent.futures.TimeoutError, pykka.ActorDeadError):
             log.warning("task service %r: running attempts abandoned at stop", self.name)
         self.scheduler.stop()
+        if self._process_executor is not None:
+            self._process_executor.shutdown()
         if self.metrics_server is not None:
             self.metrics_server.close()
         try:

@@ -136,6 +136,9 @@ class _Later:
 
 def describe(error: BaseException) -> str:
     """The error text stored on a task: `Type: message`."""
+    remote = getattr(error, "description", None)
+    if isinstance(remote, str):
+        return remote  # raised in a worker process: its own type and text
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 

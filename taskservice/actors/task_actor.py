@@ -89,7 +89,15 @@ class TaskActor(PooledActor):
         props: Any = None
         try:
             props = definition.props_for_execute(live.task.properties)
-            if self._fallback:
+            if definition.executor == "process":
+                error_in = (
+                    self._fallback_error or RuntimeError(live.task.error or "failed")
+                    if self._fallback
+                    else None
+                )
+                executor = live.runtime.service.process_executor
+                result = executor.run_attempt(live, ctx, live.task.properties, error_in)
+            elif self._fallback:
                 assert definition.fallback is not None
                 error_in = self._fallback_error or RuntimeError(live.task.error or "failed")
                 result = definition.fallback(props, ctx, error_in)
@@ -104,9 +112,14 @@ class TaskActor(PooledActor):
                 raise UnstorableResult(str(bad)) from None
         except BaseException as caught:
             error = caught
-            stack = traceback.format_exc()
+            stack = getattr(caught, "remote_stack", None) or traceback.format_exc()
         finally:
-            if not self._fallback and definition.cleanup is not None and props is not None:
+            if (
+                not self._fallback
+                and definition.cleanup is not None
+                and props is not None
+                and definition.executor == "thread"
+            ):
                 try:
                     definition.cleanup(props, ctx)
                 except BaseException:

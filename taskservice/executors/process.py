@@ -1,0 +1,230 @@
+"""The process executor: a task actor drives its attempt in a worker process.
+
+The task actor stays the one actor per run. It hands the attempt to an idle
+worker process (started on demand, kept while idle up to `max_idle`), relays
+progress, emits and subtask requests to the service, and waits for the
+outcome. When the task is cancelled or the attempt times out, the worker is
+killed (the attempt is really stopped) and replaced on the next demand.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from ..definition import TaskCancelled, TaskNoFallback, TaskNoRetry
+from .protocol import (
+    Done,
+    EmitEvent,
+    ProgressReport,
+    Start,
+    SubtaskReply,
+    SubtaskRequest,
+    decode_to_parent,
+    encode,
+)
+from .refs import function_reference
+from .worker import worker_main
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from ..actors.live import LiveTask
+    from ..context import TaskContext
+
+__all__ = ["ProcessExecutor", "RemoteError", "WorkerDied", "function_reference"]
+
+log = logging.getLogger("taskservice.executors")
+
+
+class RemoteError(Exception):
+    """An exception raised by task code in a worker process (type, text and stack kept)."""
+
+    def __init__(self, description: str, remote_stack: str) -> None:
+        super().__init__(description)
+        self.description = description
+        self.remote_stack = remote_stack
+
+
+class RemoteNoRetry(RemoteError, TaskNoRetry):
+    """`TaskNoRetry` raised in a worker process."""
+
+
+class RemoteNoFallback(RemoteError, TaskNoFallback):
+    """`TaskNoFallback` raised in a worker process."""
+
+
+class WorkerDied(Exception):
+    """The worker process running the attempt exited before reporting an outcome."""
+
+
+class _Worker:
+    __slots__ = ("conn", "process")
+
+    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+class ProcessExecutor:
+    """Worker processes for definitions with `executor="process"`.
+
+    Workers start with the `forkserver` method on Linux (`spawn` elsewhere):
+    the service's threads are never forked. Task code, props and results must
+    be importable/encodable: functions travel as references, data as msgpack.
+    """
+
+    def __init__(self, max_idle: int | None = None) -> None:
+        self._max_idle = max_idle or os.cpu_count() or 2
+        method = (
+            "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        )
+        self._mp: Any = multiprocessing.get_context(method)
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._closed = False
+
+    @property
+    def workers(self) -> int:
+        """Worker processes alive, busy or idle."""
+        return len(self._all)
+
+    def _acquire(self) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the process executor is shut down")
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.process.is_alive():
+                    return worker
+                self._all.discard(worker)
+        parent, child = self._mp.Pipe(duplex=True)
+        process = self._mp.Process(
+            target=worker_main, args=(child,), name="taskservice-worker", daemon=True
+        )
+        process.start()
+        child.close()
+        worker = _Worker(process, parent)
+        with self._lock:
+            self._all.add(worker)
+        return worker
+
+    def _release(self, worker: _Worker, healthy: bool) -> None:
+        with self._lock:
+            keep = healthy and not self._closed and len(self._idle) < self._max_idle
+            if keep:
+                self._idle.append(worker)
+                return
+            self._all.discard(worker)
+        worker.kill()
+
+    def run_attempt(
+        self,
+        live: LiveTask,
+        ctx: TaskContext,
+        props: dict[str, Any],
+        fallback_error: BaseException | None = None,
+    ) -> Any:
+        """Run `execute` (or the fallback) of `live` in a worker; returns the result or raises."""
+        definition = live.definition
+        fallback = fallback_error is not None
+        function = definition.fallback if fallback else definition.execute
+        start = Start(
+            execute=function_reference(function, "fallback" if fallback else "execute"),
+            props=props,
+            task_id=live.id,
+            attempt=ctx.attempt,
+            cause_type=ctx.cause_type,
+            cause=ctx.cause,
+            root_type=ctx.root_type,
+            root=ctx.root,
+            cleanup=(
+                function_reference(definition.cleanup, "cleanup")
+                if definition.cleanup is not None and not fallback
+                else None
+            ),
+            fallback_error=str(fallback_error) if fallback else None,
+            props_type=(
+                function_reference(definition.props_type, "props_type")
+                if definition.props_type is not None
+                else None
+            ),
+        )
+        worker = self._acquire()
+        healthy = False
+        try:
+            worker.conn.send_bytes(encode(start))
+            while True:
+                if ctx.cancelled:
+                    # Cancelled or timed out: really stop the attempt.
+                    raise TaskCancelled(f"task {live.id}: attempt stopped, worker killed")
+                if not worker.conn.poll(0.05):
+                    if not worker.process.is_alive():
+                        raise WorkerDied(
+                            f"worker process exited with code {worker.process.exitcode}"
+                        )
+                    continue
+                try:
+                    message = decode_to_parent(worker.conn.recv_bytes())
+                except (EOFError, OSError):
+                    worker.process.join(1)
+                    raise WorkerDied(
+                        f"worker process exited with code {worker.process.exitcode}"
+                    ) from None
+                if isinstance(message, ProgressReport):
+                    ctx.progress(message.current, message.total, message.action, **message.extra)
+                elif isinstance(message, EmitEvent):
+                    ctx.emit(message.name, message.data)
+                elif isinstance(message, SubtaskRequest):
+                    worker.conn.send_bytes(encode(self._subtask(ctx, message)))
+                elif isinstance(message, Done):
+                    healthy = True
+                    return _outcome(message)
+        finally:
+            self._release(worker, healthy)
+
+    @staticmethod
+    def _subtask(ctx: TaskContext, request: SubtaskRequest) -> SubtaskReply:
+        try:
+            result: Any = ctx.run(
+                request.definition,
+                request.props,
+                progress_factor=request.progress_factor,
+                expire=request.expire,
+            )
+        except Exception as error:
+            return SubtaskReply(request=request.request, ok=False, error=str(error))
+        return SubtaskReply(request=request.request, ok=True, result=result)
+
+    def shutdown(self) -> None:
+        """Stop every worker process."""
+        with self._lock:
+            self._closed = True
+            workers = list(self._all)
+            self._all.clear()
+            self._idle.clear()
+        for worker in workers:
+            worker.kill()
+
+
+def _outcome(done: Done) -> Any:
+    if done.ok:
+        return done.result
+    description = f"{done.error_type}: {done.error}" if done.error else str(done.error_type)
+    if done.kind == "no_fallback":
+        raise RemoteNoFallback(description, done.stack)
+    if done.kind == "no_retry":
+        raise RemoteNoRetry(description, done.stack)
+    if done.kind == "cancelled":
+        raise TaskCancelled(description)
+    raise RemoteError(description, done.stack)

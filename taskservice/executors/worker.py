@@ -1,0 +1,216 @@
+"""The worker process: runs attempts the task actors hand it, one at a time.
+
+The worker imports `execute` by reference, builds a `WorkerContext` with the
+same calls as `TaskContext` (progress, subtasks, cancellation, emit), runs the
+attempt and reports the outcome. A reader thread takes cancel signals and
+subtask replies while the main thread is busy in the task's code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import queue
+import threading
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+
+from ..definition import TaskCancelled, TaskFailed, TaskNoFallback, TaskNoRetry
+from .protocol import (
+    Cancel,
+    Done,
+    EmitEvent,
+    ProgressReport,
+    Start,
+    SubtaskReply,
+    SubtaskRequest,
+    decode_to_worker,
+    encode,
+)
+
+__all__ = ["WorkerContext", "resolve", "worker_main"]
+
+
+def resolve(reference: str) -> Any:
+    """Import `module:qualname` and return the object it names."""
+    module_name, _, qualname = reference.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
+
+class _Channel:
+    """The worker's side of the pipe: one reader thread, locked sends."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.send_lock = threading.Lock()
+        self.starts: queue.SimpleQueue[Start | None] = queue.SimpleQueue()
+        self.cancelled = threading.Event()
+        self.replies: dict[int, queue.SimpleQueue[SubtaskReply]] = {}
+        self.replies_lock = threading.Lock()
+        threading.Thread(target=self._read, name="taskservice-worker-reader", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = decode_to_worker(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                self.starts.put(None)
+                return
+            if isinstance(message, Start):
+                self.cancelled.clear()
+                self.starts.put(message)
+            elif isinstance(message, Cancel):
+                self.cancelled.set()
+            elif isinstance(message, SubtaskReply):
+                with self.replies_lock:
+                    waiter = self.replies.get(message.request)
+                if waiter is not None:
+                    waiter.put(message)
+
+    def send(self, message: msgspec.Struct) -> None:
+        with self.send_lock:
+            self.conn.send_bytes(encode(message))
+
+
+class _Handle:
+    def __init__(self, context: WorkerContext) -> None:
+        self.id = context.task_id
+        self.run = context.run
+        self.progress = context.progress
+
+
+class WorkerContext:
+    """`ctx` inside a worker process: the `TaskContext` calls that cross processes."""
+
+    def __init__(self, channel: _Channel, start: Start) -> None:
+        self._channel = channel
+        self._requests = 0
+        self.task_id = start.task_id
+        self.attempt = start.attempt
+        self.cause_type = start.cause_type
+        self.cause = start.cause
+        self.root_type = start.root_type
+        self.root = start.root
+        self.task = _Handle(self)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the task was cancelled (or the attempt abandoned)."""
+        return self._channel.cancelled.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise `TaskCancelled` if `cancelled` is true."""
+        if self.cancelled:
+            raise TaskCancelled(f"task {self.task_id} was cancelled")
+
+    def progress(
+        self, current: float, total: float, action: str | None = None, **extra: Any
+    ) -> None:
+        """Report progress to the task actor (stored at most every 400 ms)."""
+        self._channel.send(
+            ProgressReport(current=float(current), total=float(total), action=action, extra=extra)
+        )
+
+    def emit(self, name: str, data: Any = None) -> None:
+        """Publish an event to subscribers of `name`."""
+        self._channel.send(EmitEvent(name=name, data=data))
+
+    def run(
+        self,
+        definition: Any,
+        props: dict[str, Any],
+        progress_factor: float = 1.0,
+        expire: int | None = None,
+    ) -> Any:
+        """Run a subtask through the supervisor (hash reuse applies); returns its result."""
+        self.check_cancelled()
+        name = definition if isinstance(definition, str) else definition.name
+        self._requests += 1
+        request = self._requests
+        waiter: queue.SimpleQueue[SubtaskReply] = queue.SimpleQueue()
+        with self._channel.replies_lock:
+            self._channel.replies[request] = waiter
+        try:
+            self._channel.send(
+                SubtaskRequest(
+                    request=request,
+                    definition=name,
+                    props=props,
+                    progress_factor=progress_factor,
+                    expire=expire,
+                )
+            )
+            reply = waiter.get()
+        finally:
+            with self._channel.replies_lock:
+                self._channel.replies.pop(request, None)
+        if not reply.ok:
+            raise TaskFailed(reply.error or f"subtask {name} failed")
+        return reply.result
+
+    def trigger(self, name: str, props: dict[str, Any]) -> Any:
+        """Not available in a worker process."""
+        raise NotImplementedError("ctx.trigger is not available in a worker process")
+
+    trigger_service = trigger
+
+
+def _kind(error: BaseException) -> Any:
+    if isinstance(error, TaskCancelled):
+        return "cancelled"
+    if isinstance(error, TaskNoFallback):
+        return "no_fallback"
+    if isinstance(error, TaskNoRetry):
+        return "no_retry"
+    return "error"
+
+
+def _run(channel: _Channel, start: Start) -> Done:
+    ctx = WorkerContext(channel, start)
+    props: Any = start.props
+    try:
+        if start.props_type is not None:
+            props = msgspec.convert(props, resolve(start.props_type))
+        function = resolve(start.execute)
+        if start.fallback_error is not None:
+            result = function(props, ctx, RuntimeError(start.fallback_error))
+        else:
+            result = function(props, ctx, ctx.emit)
+        try:
+            encode(Done(ok=True, result=result))
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as bad:
+            raise TaskNoRetry(f"the result cannot be encoded by msgspec: {bad}") from None
+        return Done(ok=True, result=result)
+    except BaseException as error:
+        return Done(
+            ok=False,
+            error_type=type(error).__name__,
+            error=str(error),
+            stack=traceback.format_exc(),
+            kind=_kind(error),
+        )
+    finally:
+        if start.cleanup is not None:
+            try:
+                resolve(start.cleanup)(props, ctx)
+            except BaseException:
+                traceback.print_exc()
+
+
+def worker_main(conn: Connection) -> None:
+    """Entry point of a worker process: serve attempts until the pipe closes."""
+    channel = _Channel(conn)
+    while True:
+        start = channel.starts.get()
+        if start is None:
+            return
+        done = _run(channel, start)
+        try:
+            channel.send(done)
+        except (OSError, msgspec.EncodeError) as error:
+            channel.send(Done(ok=False, error_type=type(error).__name__, error=str(error)))
