@@ -121,11 +121,13 @@ class TaskDefinition(Generic[P, R]):
             isinstance(props_type, type) and issubclass(props_type, msgspec.Struct)
         ):
             raise TypeError(f"task {name!r}: props_type must be a msgspec.Struct type")
-        if executor not in ("thread", "process"):
+        from .executors import EXECUTORS
+
+        if executor not in EXECUTORS:
             raise ValueError(
-                f"task {name!r}: executor must be 'thread' or 'process', not {executor!r}"
+                f"task {name!r}: executor must be one of {', '.join(EXECUTORS)}, not {executor!r}"
             )
-        if executor == "process":
+        if executor != "thread":
             from .executors.refs import function_reference
 
             remote: tuple[tuple[str, object], ...] = (

@@ -27,7 +27,7 @@ from .actors.trigger_bus import (
     Unsubscribe,
 )
 from .definition import ServiceStopped, TaskDefinition, UnknownDefinition
-from .executors.process import ProcessExecutor
+from .executors import ProcessExecutor, RemoteExecutor, default_executor
 from .metrics.hooks import MetricsHooks
 from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
 from .model import Client, Task, TaskStateChanged, props_hash
@@ -116,6 +116,7 @@ class TaskService:
         metrics_host: str = "127.0.0.1",
         recover: bool = True,
         ack_timeout: float = 30.0,
+        executors: dict[str, RemoteExecutor] | None = None,
     ) -> TaskService:
         """Open the store, start the actors and resume unfinished work.
 
@@ -151,6 +152,7 @@ class TaskService:
         )
         self = object.__new__(cls)
         self._setup(name, store, registered, max_concurrency, metrics, ack_timeout)
+        self._executors.update(executors or {})
         if metrics_port is not None:
             try:
                 self.metrics_server = MetricsServer(self._registry(), metrics_host, metrics_port)
@@ -190,7 +192,7 @@ class TaskService:
         self._ack_timeout = ack_timeout
         self._stopped = False
         self._executor_lock = threading.Lock()
-        self._process_executor: ProcessExecutor | None = None
+        self._executors: dict[str, RemoteExecutor] = {}
         self._subscribers: dict[int, pykka.ActorRef[Any]] = {}
         store.on_commit = self.metrics.commit
         self.scheduler = Scheduler(f"taskservice-scheduler:{name}")
@@ -484,13 +486,21 @@ class TaskService:
         finally:
             self.unsubscribe(ref)
 
+    def executor(self, name: str) -> RemoteExecutor:
+        """The executor of that name (`process`, `ray`), made on first use unless given
+        to `start(executors=...)`."""
+        with self._executor_lock:
+            found = self._executors.get(name)
+            if found is None:
+                found = self._executors[name] = default_executor(name)
+            return found
+
     @property
     def process_executor(self) -> ProcessExecutor:
-        """The worker processes of `executor="process"` definitions (started on first use)."""
-        with self._executor_lock:
-            if self._process_executor is None:
-                self._process_executor = ProcessExecutor()
-            return self._process_executor
+        """The worker processes of `executor="process"` definitions."""
+        found = self.executor("process")
+        assert isinstance(found, ProcessExecutor)
+        return found
 
     # -- operations -----------------------------------------------------------
 
@@ -531,8 +541,11 @@ class TaskService:
         except (concurrent.futures.TimeoutError, pykka.ActorDeadError):
             log.warning("task service %r: running attempts abandoned at stop", self.name)
         self.scheduler.stop()
-        if self._process_executor is not None:
-            self._process_executor.shutdown()
+        for remote in self._executors.values():
+            try:
+                remote.shutdown()
+            except Exception:
+                log.exception("shutting down an executor failed")
         if self.metrics_server is not None:
             self.metrics_server.close()
         try:

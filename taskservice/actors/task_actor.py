@@ -89,13 +89,13 @@ class TaskActor(PooledActor):
         props: Any = None
         try:
             props = definition.props_for_execute(live.task.properties)
-            if definition.executor == "process":
+            if definition.executor != "thread":
                 error_in = (
                     self._fallback_error or RuntimeError(live.task.error or "failed")
                     if self._fallback
                     else None
                 )
-                executor = live.runtime.service.process_executor
+                executor = live.runtime.service.executor(definition.executor)
                 result = executor.run_attempt(live, ctx, live.task.properties, error_in)
             elif self._fallback:
                 assert definition.fallback is not None
