@@ -79,6 +79,9 @@ class TaskDefinition(Generic[P, R]):
     and `action` (True or a name) expose the definition through the trigger bus
     and as a client action. `service` defaults to the service's name.
 
+    `executor` says where `execute` runs: `"thread"` (the task actor's
+    thread), `"process"` (a worker process, for CPU-bound code) or `"ray"`.
+
     `execute` may be `async def`: it then runs on an event loop the task actor
     owns for the attempt, and awaits subtasks with `await ctx.run(...)`. With
     `props_type` (a msgspec Struct type), props are validated at `run` and

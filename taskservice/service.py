@@ -138,7 +138,7 @@ class TaskService:
             if definition.name in registered and registered[definition.name] is not definition:
                 raise ValueError(f"two definitions are named {definition.name!r}")
             registered[definition.name] = definition
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"exclusive": True} if durability != "memory" else {}
         if durability == "batched":
             options["batch_ms"] = batch_ms
         if map_size is not None:
@@ -399,7 +399,10 @@ class TaskService:
 
     def _cancel(self, message: Cancel) -> int:
         self.supervisor.tell(message)
-        return message.reply.result(self._ack_timeout)
+        count = message.reply.result(self._ack_timeout)
+        if count:
+            self.store.flush(self._ack_timeout)  # the cancelled records are committed
+        return count
 
     # -- subscriptions --------------------------------------------------------
 

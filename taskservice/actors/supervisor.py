@@ -497,12 +497,12 @@ class Supervisor(FastActor):
         record = RetryRecord(started_at=started_at, failed_at=now_ms(), error=text, stack=stack)
         retries = [*live.task.retries, record]
         live.last_error = error
-        if self._stopping:
-            # Not retried now: stored as retrying, resumed by the next start.
-            live.update(state="retrying", retries=retries, error=text)
-            return
         no_retry = isinstance(error, TaskNoRetry) or len(retries) >= live.task.max_retries
         if not no_retry:
+            if self._stopping:
+                # Not retried now: stored as retrying, resumed by the next start.
+                live.update(state="retrying", retries=retries, error=text)
+                return
             delay = _retry_delay(definition, len(retries) - 1)
             live.update(state="retrying", retries=retries, error=text)
             self._rt.metrics.task_retried(definition.name)
@@ -512,6 +512,10 @@ class Supervisor(FastActor):
             )
             return
         if definition.fallback is not None and not isinstance(error, TaskNoFallback):
+            if self._stopping:
+                # The fallback runs at the next start (recovery resumes `fallback`).
+                live.update(state="fallback", retries=retries, error=text)
+                return
             self._start_attempt(live, fallback=True, retries=retries, error=text)
             return
         self._finish(live, "failed", retries=retries, error=text)

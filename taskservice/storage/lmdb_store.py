@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import lmdb
 import msgspec
@@ -69,6 +70,7 @@ class LmdbStore(TaskStore):
         batch_ms: float = 10.0,
         max_readers: int = 1024,
         readonly: bool = False,
+        exclusive: bool = False,
     ) -> None:
         super().__init__()
         if durability not in ("durable", "batched"):
@@ -82,6 +84,7 @@ class LmdbStore(TaskStore):
         self._readonly = readonly
         if not readonly:
             _make_private_dir(self.path)
+        self._owner_lock = _take_owner_lock(self.path) if exclusive else None
         try:
             self.env = lmdb.open(
                 self.path,
@@ -95,6 +98,8 @@ class LmdbStore(TaskStore):
                 lock=True,
             )
         except lmdb.Error as error:
+            if self._owner_lock is not None:
+                self._owner_lock.close()
             raise StoreError(f"cannot open task store at {self.path!r}: {error}") from error
         if not readonly:
             for name in ("data.mdb", "lock.mdb"):
@@ -140,6 +145,8 @@ class LmdbStore(TaskStore):
                 found = None
         if found != SCHEMA_VERSION:
             self.env.close()
+            if self._owner_lock is not None:
+                self._owner_lock.close()
             raise SchemaMismatch(
                 f"task store at {self.path!r} has schema version {found!r}; this taskservice "
                 f"reads version {SCHEMA_VERSION}. Open it with a matching taskservice release."
@@ -441,6 +448,8 @@ class LmdbStore(TaskStore):
             self._queue.put(None)
             self._writer.join()
         self.env.close()
+        if self._owner_lock is not None:
+            self._owner_lock.close()  # releases the flock
 
 
 def _last_id(key: bytes) -> bytes | None:
@@ -448,6 +457,27 @@ def _last_id(key: bytes) -> bytes | None:
         return id_of_key(key).encode()
     except ValueError:
         return None
+
+
+def _take_owner_lock(path: str) -> IO[str]:
+    """Lock the store for one service: a second service on it would re-run the first's work."""
+    lock = open(os.path.join(path, "service.lock"), "a+")  # noqa: SIM115 (held until close)
+    try:
+        os.chmod(lock.name, 0o600)
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        owner = lock.read().strip() or "unknown"
+        lock.close()
+        raise StoreError(
+            f"task store at {path!r} is already used by another service (pid {owner}); "
+            "one service per store directory (read-only tools like `taskservice ls` are fine)"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
 
 
 def _is_disk_full(error: lmdb.Error) -> bool:
