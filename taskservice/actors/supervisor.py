@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -530,6 +531,7 @@ class Supervisor(FastActor):
         progress = live.final_progress(complete=state in ("done", "fallbackDone"))
         ref = self.actor_ref
         result_future = live.result
+        thread_id = threading.get_ident()
 
         def committed(error: BaseException | None) -> None:
             task = live.task
@@ -544,7 +546,10 @@ class Supervisor(FastActor):
                     result_future.set_exception(
                         TaskFailed(f"task {task.id} ({task.name}) {task.state}: {task.error}", task)
                     )
-            _tell(ref, Forget(live))
+            if threading.get_ident() == thread_id:
+                self._unregister(live)  # committed inline (memory mode): no message needed
+            else:
+                _tell(ref, Forget(live))
 
         task = live.update(
             on_commit=committed, state=state, done_at=now_ms(), progress=progress, **changes

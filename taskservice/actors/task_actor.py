@@ -76,7 +76,8 @@ class TaskActor(PooledActor):
         except pykka.ActorDeadError:
             log.warning("supervisor gone before task %s reported its outcome", self._live.id)
         finally:
-            self.stop()
+            # Stop at once, on this thread: no stop message through the inbox.
+            self._stop()
 
     def _run(self) -> AttemptEnded:
         live = self._live

@@ -215,25 +215,35 @@ def prepare(task: Task) -> Prepared:
 def prepare_batches(
     batches: Sequence[tuple[Sequence[Task], CommitCallback | None]],
 ) -> tuple[dict[str, Prepared], list[tuple[CommitCallback | None, BaseException | None]]]:
-    """Prepare every batch on its own: a batch that cannot be stored fails alone.
+    """Prepare the newest snapshot of each task; a snapshot that cannot be stored
+    fails the batches that hold that task, and only those.
 
-    Returns the newest prepared snapshot of each task among the good batches
-    (by version, then order) and, per batch, its callback and its error.
+    Older versions superseded within the group commit are never written, so
+    they are not encoded at all. Returns the prepared snapshots to write and,
+    per batch, its callback and its error.
     """
-    latest: dict[str, Prepared] = {}
+    newest: dict[str, Task] = {}
+    for tasks, _ in batches:
+        for task in tasks:
+            held = newest.get(task.id)
+            if held is None or task.version >= held.version:
+                newest[task.id] = task
+    prepared: dict[str, Prepared] = {}
+    failed: dict[str, StoreError] = {}
+    for task_id, task in newest.items():
+        try:
+            prepared[task_id] = prepare(task)
+        except StoreError as error:
+            failed[task_id] = error
     outcomes: list[tuple[CommitCallback | None, BaseException | None]] = []
     for tasks, callback in batches:
-        try:
-            prepared = [prepare(task) for task in tasks]
-        except StoreError as error:
-            outcomes.append((callback, error))
-            continue
-        for item in prepared:
-            held = latest.get(item.task.id)
-            if held is None or item.task.version >= held.task.version:
-                latest[item.task.id] = item
-        outcomes.append((callback, None))
-    return latest, outcomes
+        failure = next((failed[task.id] for task in tasks if task.id in failed), None)
+        if failure is not None:
+            # Nothing of a failed batch is written, not even its other tasks.
+            for task in tasks:
+                prepared.pop(task.id, None)
+        outcomes.append((callback, failure))
+    return prepared, outcomes
 
 
 def latest_per_task(tasks: Sequence[Task]) -> dict[str, Task]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import os
 import threading
 import time
@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from ..model import Task
 from .base import CommitCallback, StoreError, TaskStore, decode_record, id_of_key, prepare_batches
 from .indexes import INDEXES
+from .sorted_keys import SortedKeys
 
 __all__ = ["MemoryStore"]
 
@@ -31,7 +32,7 @@ class MemoryStore(TaskStore):
         self._lock = threading.Lock()
         self._tasks: dict[str, bytes] = {}
         self._keys: dict[str, dict[str, bytes | None]] = {}
-        self._indexes: dict[str, list[bytes]] = {name: [] for name in INDEXES}
+        self._indexes: dict[str, SortedKeys] = {name: SortedKeys() for name in INDEXES}
         self._closed = False
 
     def submit(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
@@ -50,11 +51,9 @@ class MemoryStore(TaskStore):
                     if old == new:
                         continue
                     if old is not None:
-                        at = bisect.bisect_left(keys, old)
-                        if at < len(keys) and keys[at] == old:
-                            del keys[at]
+                        keys.discard(old)
                     if new is not None:
-                        bisect.insort(keys, new)
+                        keys.add(new)
                 self._keys[task.id] = new_keys
                 self._tasks[task.id] = item.record
         if error is None:
@@ -67,14 +66,11 @@ class MemoryStore(TaskStore):
         return None if record is None else decode_record(record)
 
     def _range(self, index: str, low: bytes, high: bytes | None) -> list[bytes]:
-        keys = self._indexes[index]
-        start = bisect.bisect_left(keys, low)
-        end = len(keys) if high is None else bisect.bisect_left(keys, high)
-        return keys[start:end]
+        return list(self._indexes[index].irange(low, high))
 
     def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
         with self._lock:
-            keys = self._range(index, low, high)[:limit]
+            keys = list(itertools.islice(self._indexes[index].irange(low, high), limit))
             records = [self._tasks[id_of_key(key)] for key in keys]
         return [decode_record(record) for record in records]
 
