@@ -121,6 +121,45 @@ class Drain:
     running: list[LiveTask] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Collect:
+    """Internal: messages are waiting in a `Mailbag`."""
+
+    bag: Mailbag
+
+
+class Mailbag:
+    """Messages posted from other threads (the store writer), handed over in batches.
+
+    The actor is told once when the bag goes from empty to non-empty and then
+    takes everything posted so far: one actor message per group commit rather
+    than one per task.
+    """
+
+    def __init__(self, ref: pykka.ActorRef[Any]) -> None:
+        self._ref = ref
+        self._lock = threading.Lock()
+        self._items: list[Any] = []
+
+    def post(self, item: Any) -> bool:
+        """Add a message; False if the actor is gone."""
+        with self._lock:
+            self._items.append(item)
+            ring = len(self._items) == 1
+        if ring:
+            try:
+                self._ref.tell(Collect(self))
+            except pykka.ActorDeadError:
+                return False
+        return True
+
+    def take(self) -> list[Any]:
+        """Everything posted since the last take."""
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+
 class AttemptTimedOut(Exception):
     """An attempt ran longer than the definition's `timeout`."""
 
@@ -174,6 +213,7 @@ class Supervisor(FastActor):
         self._running: set[LiveTask] = set()
         self._stopping = False
         self._drain: Drain | None = None
+        self._mailbag = Mailbag(self.actor_ref)
 
     # -- the actor loop: like pykka's, plus replies given later ---------------
 
@@ -368,15 +408,18 @@ class Supervisor(FastActor):
             live.parent.children.pop(task.id, None)
 
     def _committed_callback(self, live: LiveTask) -> Callable[[BaseException | None], None]:
-        ref = self.actor_ref
+        bag = self._mailbag
 
         def committed(error: BaseException | None) -> None:
-            try:
-                ref.tell(Committed(live, error))
-            except pykka.ActorDeadError:
+            if not bag.post(Committed(live, error)) and not live.result.done():
                 live.result.set_exception(ServiceStopped("the task service stopped"))
 
         return committed
+
+    def _on_collect(self, message: Collect) -> None:
+        handlers = self._handlers
+        for item in message.bag.take():
+            handlers[type(item)](self, item)
 
     def _on_committed(self, message: Committed) -> None:
         live = message.live
@@ -529,7 +572,7 @@ class Supervisor(FastActor):
 
     def _finish(self, live: LiveTask, state: str, **changes: Any) -> None:
         progress = live.final_progress(complete=state in ("done", "fallbackDone"))
-        ref = self.actor_ref
+        bag = self._mailbag
         result_future = live.result
         thread_id = threading.get_ident()
 
@@ -549,7 +592,7 @@ class Supervisor(FastActor):
             if threading.get_ident() == thread_id:
                 self._unregister(live)  # committed inline (memory mode): no message needed
             else:
-                _tell(ref, Forget(live))
+                bag.post(Forget(live))
 
         task = live.update(
             on_commit=committed, state=state, done_at=now_ms(), progress=progress, **changes
@@ -687,6 +730,7 @@ class Supervisor(FastActor):
         AttemptTimeout: _on_attempt_timeout,
         RetryDue: _on_retry_due,
         Forget: _on_forget,
+        Collect: _on_collect,
         Cancel: _on_cancel,
         Recover: _on_recover,
         Drain: _on_drain,
