@@ -377,9 +377,8 @@ class Supervisor(FastActor):
     def _find_stored(
         self, key: tuple[str, str, str], props: dict[str, Any], expire: int | None, now: int
     ) -> Task | None:
-        prefix = encode_key(key)
         try:
-            candidates = self._rt.store.scan("by_cause_hash", prefix, prefix_end(prefix), 1000)
+            candidates = self._rt.store.find_by_cause_hash(*key)
         except Exception:
             log.exception("reuse lookup failed; creating a new task")
             return None

@@ -12,7 +12,7 @@ import msgspec
 
 from ..model import SCHEMA_VERSION, Task
 from .indexes import index_keys
-from .keys import decode_key
+from .keys import decode_key, encode_key, prefix_end
 
 __all__ = [
     "CommitCallback",
@@ -121,6 +121,11 @@ class TaskStore(abc.ABC):
     def get(self, task_id: str) -> Task | None:
         """The committed snapshot of one task, or None."""
 
+    def find_by_cause_hash(self, cause_type: str, cause: str, hash: str) -> list[Task]:
+        """The tasks of one cause with one hash (the reuse candidates), committed state."""
+        prefix = encode_key((cause_type, cause, hash))
+        return self.scan("by_cause_hash", prefix, prefix_end(prefix), 1000)
+
     @abc.abstractmethod
     def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
         """Tasks whose key in `index` lies in `[low, high)`, in key order."""
@@ -196,17 +201,18 @@ class Prepared(msgspec.Struct):
     keys: dict[str, bytes | None]
 
 
-def prepare(task: Task) -> Prepared:
+def prepare(task: Task, keys: bool = True) -> Prepared:
     """Encode a snapshot and check it decodes again; raises `StoreError` if it cannot be stored.
 
     Task structs are not validated when built or changed, so a snapshot can hold
     values that encode but do not decode (a non-str props key, an int state...).
     Writing it would lose the task; refusing it fails only the caller's write.
+    With `keys=False` the index keys are left empty (computed later by the caller).
     """
     try:
         record = encode_record(task)
         decoded = decode_record(record)
-        return Prepared(decoded, record, index_keys(decoded))
+        return Prepared(decoded, record, index_keys(decoded) if keys else {})
     except (CorruptRecord, TypeError, ValueError, OverflowError, msgspec.EncodeError) as error:
         task_id = getattr(task, "id", None)
         raise StoreError(f"task {task_id!r} cannot be stored: {error}") from None
@@ -214,6 +220,7 @@ def prepare(task: Task) -> Prepared:
 
 def prepare_batches(
     batches: Sequence[tuple[Sequence[Task], CommitCallback | None]],
+    keys: bool = True,
 ) -> tuple[dict[str, Prepared], list[tuple[CommitCallback | None, BaseException | None]]]:
     """Prepare the newest snapshot of each task; a snapshot that cannot be stored
     fails the batches that hold that task, and only those.
@@ -232,7 +239,7 @@ def prepare_batches(
     failed: dict[str, StoreError] = {}
     for task_id, task in newest.items():
         try:
-            prepared[task_id] = prepare(task)
+            prepared[task_id] = prepare(task, keys)
         except StoreError as error:
             failed[task_id] = error
     outcomes: list[tuple[CommitCallback | None, BaseException | None]] = []

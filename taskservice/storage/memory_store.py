@@ -10,28 +10,38 @@ from collections.abc import Iterator, Sequence
 
 from ..model import Task
 from .base import CommitCallback, StoreError, TaskStore, decode_record, id_of_key, prepare_batches
-from .indexes import INDEXES
+from .indexes import INDEXES, index_keys
 from .sorted_keys import SortedKeys
 
 __all__ = ["MemoryStore"]
 
 
 class MemoryStore(TaskStore):
-    """Encoded tasks and sorted indexes in dicts and lists; writes apply at once.
+    """Encoded tasks in a dict; sorted indexes brought up to date when read.
 
     Records are kept encoded, like LMDB's, so a caller changing a task object
     after `put` (or one it read) cannot change the store behind its indexes.
+    Index changes are applied lazily — before any index read, or once
+    `PENDING_LIMIT` tasks wait — so a task that goes created → running → done
+    between two reads costs one index update, not three. Reuse lookups by
+    cause and hash use a dict and never wait for the indexes.
     Everything is lost when the process ends. A snapshot writes an LMDB copy,
     so a memory-mode service can still be backed up.
     """
 
     durability = "memory"
 
+    PENDING_LIMIT = 10_000
+    """Tasks whose index changes may wait for the next index read."""
+
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
         self._tasks: dict[str, bytes] = {}
         self._keys: dict[str, dict[str, bytes | None]] = {}
+        self._pending: dict[str, Task] = {}
+        self._by_hash: dict[tuple[str, str, str], set[str]] = {}
+        self._hash_of: dict[str, tuple[str, str, str]] = {}
         self._indexes: dict[str, SortedKeys] = {name: SortedKeys() for name in INDEXES}
         self._closed = False
 
@@ -39,37 +49,63 @@ class MemoryStore(TaskStore):
         if self._closed:
             raise StoreError("the task store is closed")
         started = time.perf_counter()
-        latest, ((_, error),) = prepare_batches([(tasks, callback)])
+        latest, ((_, error),) = prepare_batches([(tasks, callback)], keys=False)
         with self._lock:
-            for item in latest.values():
+            for task_id, item in latest.items():
                 task = item.task
-                old_keys = self._keys.get(task.id, {})
-                new_keys = item.keys
-                for name, keys in self._indexes.items():
-                    old = old_keys.get(name)
-                    new = new_keys[name]
-                    if old == new:
-                        continue
+                self._tasks[task_id] = item.record
+                self._pending[task_id] = task
+                where = (task.cause_type, task.cause, task.hash)
+                old = self._hash_of.get(task_id)
+                if old != where:
                     if old is not None:
-                        keys.discard(old)
-                    if new is not None:
-                        keys.add(new)
-                self._keys[task.id] = new_keys
-                self._tasks[task.id] = item.record
+                        self._by_hash[old].discard(task_id)
+                    self._by_hash.setdefault(where, set()).add(task_id)
+                    self._hash_of[task_id] = where
+            if len(self._pending) > self.PENDING_LIMIT:
+                self._apply_pending()
         if error is None:
             self._record_commit(time.perf_counter() - started, len(latest))
         if callback is not None:
             callback(error)
 
+    def _apply_pending(self) -> None:
+        """Bring the sorted indexes up to date (the lock is held)."""
+        pending, self._pending = self._pending, {}
+        indexes = self._indexes
+        for task_id, task in pending.items():
+            old_keys = self._keys.get(task_id, {})
+            new_keys = index_keys(task)
+            for name, keys in indexes.items():
+                old = old_keys.get(name)
+                new = new_keys[name]
+                if old == new:
+                    continue
+                if old is not None:
+                    keys.discard(old)
+                if new is not None:
+                    keys.add(new)
+            self._keys[task_id] = new_keys
+
     def get(self, task_id: str) -> Task | None:
         record = self._tasks.get(task_id)
         return None if record is None else decode_record(record)
 
+    def find_by_cause_hash(self, cause_type: str, cause: str, hash: str) -> list[Task]:
+        with self._lock:
+            ids = sorted(self._by_hash.get((cause_type, cause, hash), ()))
+            records = [self._tasks[task_id] for task_id in ids]
+        return [decode_record(record) for record in records]
+
     def _range(self, index: str, low: bytes, high: bytes | None) -> list[bytes]:
+        if self._pending:
+            self._apply_pending()
         return list(self._indexes[index].irange(low, high))
 
     def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
         with self._lock:
+            if self._pending:
+                self._apply_pending()
             keys = list(itertools.islice(self._indexes[index].irange(low, high), limit))
             records = [self._tasks[id_of_key(key)] for key in keys]
         return [decode_record(record) for record in records]
