@@ -27,6 +27,7 @@ from ..definition import (
 )
 from ..model import (
     ACTIVE_STATES,
+    SUBTASK_CAUSE_TYPE,
     Client,
     PropsError,
     RetryRecord,
@@ -447,6 +448,8 @@ class Supervisor(FastActor):
             self._start_attempt(live)
         else:
             live.queued_at = time.monotonic()
+            if live.task.state == "running":
+                live.update(state="created")  # resumed, waiting for a slot
             self._queue.append(live)
             self._rt.metrics.queued(len(self._queue))
 
@@ -536,6 +539,10 @@ class Supervisor(FastActor):
         self, live: LiveTask, error: BaseException, stack: str, started_at: int | None
     ) -> None:
         definition = live.definition
+        if self._stopping and isinstance(error, ServiceStopped):
+            # The stop cut the attempt short, not the task: no retry record; it stays
+            # `running` and runs again at the next start.
+            return
         text = describe(error)
         record = RetryRecord(started_at=started_at, failed_at=now_ms(), error=text, stack=stack)
         retries = [*live.task.retries, record]
@@ -636,6 +643,10 @@ class Supervisor(FastActor):
         count = 1
         for child in list(live.children.values()):
             count += self._cancel_live(child)
+        prefix = encode_key((SUBTASK_CAUSE_TYPE, live.id))
+        for stored in self._rt.store.scan("by_cause_start", prefix, prefix_end(prefix), 1_000_000):
+            if stored.id not in self._live:
+                count += self._cancel_stored(stored)  # e.g. interrupted by a crash
         if live in self._queue:
             self._queue.remove(live)
             self._rt.metrics.queued(len(self._queue))

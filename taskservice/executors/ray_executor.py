@@ -16,15 +16,18 @@ progress reports are coalesced to the latest. The driver waits on the stream
 with `ray.wait(..., timeout=0.05)`: messages arrive as soon as they are
 yielded, and between them the driver checks `ctx.cancelled`. Streaming was
 chosen over a mailbox actor per attempt because it needs no extra actor (an
-actor is a process of its own, about a second to start) and nothing polls a
-remote actor: the driver only waits on objects it owns.
+actor is a process of its own, seconds to start) and nothing polls a remote
+actor: the driver only waits on objects the stream delivers to it.
 
 Driver to worker: only subtask replies travel that way (cancellation does not
 need a channel: it kills the worker). They go through one small async actor
 per executor (`num_cpus=0`), created by the driver on the first subtask
-request: the worker blocks in `ray.get(replies.take.remote(...))` (Ray lends
-the blocked task's CPU back meanwhile) and the driver calls `replies.put`
-after `ctx.run(...)` — which goes through the supervisor, so hash reuse works.
+request. The driver runs `ctx.run(...)` — through the supervisor, so hash
+reuse works — and calls `replies.put`; meanwhile the generator, on Ray's task
+thread, blocks in `ray.get(replies.take.remote(...))` and hands the reply to
+the task code. Blocking there (not on the task code's thread) lets Ray lend
+the waiting parent's CPU to others, so parents waiting on Ray subtasks cannot
+hold every CPU their subtasks need; Ray then starts extra worker processes.
 
 Stopping: when `ctx.cancelled` turns true (the task was cancelled or the
 attempt timed out) the driver calls `ray.cancel(stream, force=True)`: Ray
@@ -39,8 +42,8 @@ that dies fails the attempt with `WorkerDied`. Ray's own task retries are off
 What crosses the wire: the attempt's `protocol.Start` and every message are
 msgpack bytes from msgspec; functions travel as `module:qualname` references
 (`refs.function_reference`) and are imported by the worker. Ray pickles only
-its own arguments (bytes and strings) and this module's entry point, by
-reference.
+its call arguments (bytes and strings) and this module's entry point and
+replies actor class, by reference.
 
 Running against a cluster
 -------------------------
@@ -49,9 +52,14 @@ Running against a cluster
 **init_kwargs)`; `shutdown()` stops it. `RayExecutor(address="auto")` (or
 `"10.0.0.5:6379"`, the head's GCS address) joins an existing cluster
 started with `ray start --head`: the service process becomes a Ray driver,
-so it needs the same Ray and Python versions as the cluster. If Ray is
-already initialized in the process, the executor uses that connection.
-`shutdown()` calls `ray.shutdown()` only if this executor started Ray.
+so it needs the same Ray and Python versions as the cluster (and whatever
+Ray's authentication asks of a driver); `shutdown()` then only disconnects,
+the cluster keeps running. Ray Client addresses (`ray://...`) are untested:
+join as a driver instead. If Ray is already initialized in the process, the
+executor uses that connection and `shutdown()` leaves it alone:
+`ray.shutdown()` is called only if this executor called `ray.init`.
+Call `connect()` at startup to pay the cluster start (seconds) or see a bad
+address before the first attempt: a connecting attempt cannot be cancelled.
 
 What must be importable on the workers: `taskservice` (this module is the
 remote entry point) and every module holding task functions (`execute`,
@@ -355,6 +363,7 @@ class _Replies:
 
 _remote_lock = threading.Lock()
 _remote: dict[str, Any] = {}
+_init_lock = threading.Lock()
 
 
 def _remotes(ray: Any) -> tuple[Any, Any]:
@@ -400,8 +409,12 @@ class RayExecutor:
         self._running: set[Any] = set()
 
     @property
-    def owns_cluster(self) -> bool:
-        """Whether this executor called `ray.init` (and so will call `ray.shutdown`)."""
+    def owns_ray(self) -> bool:
+        """Whether this executor called `ray.init`, so that `shutdown` calls `ray.shutdown`.
+
+        False when Ray was already initialized in the process (the executor
+        borrowed that connection and leaves it alone).
+        """
         return self._owns_ray
 
     def connect(self) -> None:
@@ -415,19 +428,23 @@ class RayExecutor:
             if self._ray is not None:
                 return self._ray
             ray = _import_ray()
-            if not ray.is_initialized():
-                kwargs: dict[str, Any] = {}
-                if self.address is not None:
-                    kwargs["address"] = self.address
-                else:
-                    kwargs["include_dashboard"] = False
-                    if self.num_cpus is not None:
-                        kwargs["num_cpus"] = self.num_cpus
-                kwargs.update(self._init_kwargs)
-                ray.init(**kwargs)
-                self._owns_ray = True
+            with _init_lock:  # one `ray.init` per process, whichever executor comes first
+                if not ray.is_initialized():
+                    self._init(ray)
+                    self._owns_ray = True
             self._ray = ray
             return ray
+
+    def _init(self, ray: Any) -> None:
+        kwargs: dict[str, Any] = {}
+        if self.address is not None:
+            kwargs["address"] = self.address
+        else:
+            kwargs["include_dashboard"] = False
+            if self.num_cpus is not None:
+                kwargs["num_cpus"] = self.num_cpus
+        kwargs.update(self._init_kwargs)
+        ray.init(**kwargs)
 
     def _replies_actor(self, ray: Any) -> Any:
         with self._lock:
@@ -491,8 +508,9 @@ class RayExecutor:
                 self._running.discard(stream)
             if not finished:
                 _cancel(ray, stream)
-                if asked:
-                    self._replies.drop.remote(key)
+                replies = self._replies
+                if asked and replies is not None:
+                    replies.drop.remote(key)
 
     def shutdown(self) -> None:
         """Stop running attempts and release what this executor started."""
