@@ -1,7 +1,8 @@
 """The process executor: a task actor drives its attempt in a worker process.
 
 The task actor stays the one actor per run. It hands the attempt to an idle
-worker process (started on demand, kept while idle up to `max_idle`), relays
+worker process (at most `max_workers`, one per core by default, started on
+demand and kept while idle; subtasks may start extra ones), relays
 progress, emits and subtask requests to the service, and waits for the
 outcome. When the task is cancelled or the attempt times out, the worker is
 killed (the attempt is really stopped) and replaced on the next demand.
@@ -13,7 +14,6 @@ import logging
 import multiprocessing
 import os
 import threading
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from ..definition import TaskCancelled, TaskNoFallback, TaskNoRetry
@@ -31,8 +31,6 @@ from .refs import function_reference
 from .worker import worker_main
 
 if TYPE_CHECKING:
-    from multiprocessing.process import BaseProcess
-
     from ..actors.live import LiveTask
     from ..context import TaskContext
 
@@ -65,7 +63,7 @@ class WorkerDied(Exception):
 class _Worker:
     __slots__ = ("conn", "process")
 
-    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+    def __init__(self, process: Any, conn: Any) -> None:
         self.process = process
         self.conn = conn
 
@@ -83,13 +81,14 @@ class ProcessExecutor:
     be importable/encodable: functions travel as references, data as msgpack.
     """
 
-    def __init__(self, max_idle: int | None = None) -> None:
-        self._max_idle = max_idle or os.cpu_count() or 2
+    def __init__(self, max_workers: int | None = None) -> None:
+        self._max_workers = max_workers or os.cpu_count() or 2
         method = (
             "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         )
         self._mp: Any = multiprocessing.get_context(method)
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
         self._closed = False
@@ -99,21 +98,38 @@ class ProcessExecutor:
         """Worker processes alive, busy or idle."""
         return len(self._all)
 
-    def _acquire(self) -> _Worker:
+    def _acquire(self, may_exceed: bool, ctx: TaskContext) -> _Worker:
+        """An idle worker, a new one while fewer than `max_workers` live, or wait.
+
+        Subtasks (`may_exceed`) never wait: their parents may hold every worker
+        while they wait for them. Extra workers end when released.
+        """
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the process executor is shut down")
-            while self._idle:
-                worker = self._idle.pop()
-                if worker.process.is_alive():
-                    return worker
-                self._all.discard(worker)
-        parent, child = self._mp.Pipe(duplex=True)
-        process = self._mp.Process(
-            target=worker_main, args=(child,), name="taskservice-worker", daemon=True
-        )
-        process.start()
-        child.close()
+            while True:
+                if self._closed:
+                    raise RuntimeError("the process executor is shut down")
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.process.is_alive():
+                        return worker
+                    self._all.discard(worker)
+                if may_exceed or len(self._all) < self._max_workers:
+                    break
+                if ctx.cancelled:
+                    raise TaskCancelled("cancelled while waiting for a worker process")
+                self._freed.wait(0.1)
+            placeholder = _Worker(None, None)  # counts towards max_workers while starting
+            self._all.add(placeholder)
+        try:
+            parent, child = self._mp.Pipe(duplex=True)
+            process = self._mp.Process(
+                target=worker_main, args=(child,), name="taskservice-worker", daemon=True
+            )
+            process.start()
+            child.close()
+        finally:
+            with self._lock:
+                self._all.discard(placeholder)
         worker = _Worker(process, parent)
         with self._lock:
             self._all.add(worker)
@@ -121,11 +137,13 @@ class ProcessExecutor:
 
     def _release(self, worker: _Worker, healthy: bool) -> None:
         with self._lock:
-            keep = healthy and not self._closed and len(self._idle) < self._max_idle
+            keep = healthy and not self._closed and len(self._all) <= self._max_workers
             if keep:
                 self._idle.append(worker)
+                self._freed.notify()
                 return
             self._all.discard(worker)
+            self._freed.notify()
         worker.kill()
 
     def run_attempt(
@@ -160,7 +178,7 @@ class ProcessExecutor:
                 else None
             ),
         )
-        worker = self._acquire()
+        worker = self._acquire(live.task.is_subtask, ctx)
         healthy = False
         try:
             worker.conn.send_bytes(encode(start))
