@@ -60,6 +60,12 @@ DURATION_LE = _le(DURATION_BUCKETS)
 COMMIT_LE = _le(COMMIT_BUCKETS)
 BATCH_LE = _le(BATCH_BUCKETS)
 
+# The two commit histograms share one list: the commit-seconds buckets (+Inf
+# last) and their sum, then the batch-size buckets and their sum.
+_SECONDS_SUM = len(COMMIT_LE)
+_BATCH_AT = _SECONDS_SUM + 1
+_BATCH_SUM = _BATCH_AT + len(BATCH_LE)
+
 
 class _Counts(dict[K, int]):
     """Counts by label values; the first appearance of each is timestamped (`_created`).
@@ -213,9 +219,8 @@ class PrometheusMetrics(MetricsHooks):
         self._progress_lock = threading.Lock()
         self._progress: _Counts[str] = _Counts()
         self._commit_lock = threading.Lock()
-        self._commits = 0
-        self._commit_seconds = [0.0] * (len(COMMIT_BUCKETS) + 2)
-        self._batch_size = [0.0] * (len(BATCH_BUCKETS) + 2)
+        self._commit_series = [0.0] * (_BATCH_SUM + 1)
+        """Both commit histograms (see `_BATCH_AT`); their count is `storage_commits_total`."""
         self.registry.register(_LifecycleCollector(self))
 
     # -- hooks (hot path) ---------------------------------------------------
@@ -228,10 +233,12 @@ class PrometheusMetrics(MetricsHooks):
 
     def attempt_started(self, name: str, queue_wait: float | None) -> None:
         self._attempts[name] += 1
-        wait = queue_wait or 0.0
         series = self._queue_wait[name]
-        series[-1] += wait
-        series[bisect_left(DURATION_BUCKETS, wait)] += 1
+        if queue_wait:
+            series[-1] += queue_wait
+            series[bisect_left(DURATION_BUCKETS, queue_wait)] += 1
+        else:  # no wait (the usual case) observes 0: the first bucket, the sum unchanged
+            series[0] += 1
 
     def task_retried(self, name: str) -> None:
         self._retries[name] += 1
@@ -272,13 +279,11 @@ class PrometheusMetrics(MetricsHooks):
         lock = self._commit_lock
         lock.acquire()
         try:
-            self._commits += 1
-            series = self._commit_seconds
-            series[-1] += seconds
+            series = self._commit_series
+            series[_SECONDS_SUM] += seconds
             series[bisect_left(COMMIT_BUCKETS, seconds)] += 1
-            series = self._batch_size
-            series[-1] += batch_size
-            series[bisect_left(BATCH_BUCKETS, batch_size)] += 1
+            series[_BATCH_SUM] += batch_size
+            series[_BATCH_AT + bisect_left(BATCH_BUCKETS, batch_size)] += 1
         finally:
             lock.release()
 
@@ -304,9 +309,10 @@ class PrometheusMetrics(MetricsHooks):
         with self._progress_lock:
             progress, progress_born = self._progress.snapshot()
         with self._commit_lock:
-            commits = self._commits
-            commit_seconds = self._commit_seconds[:]
-            batch_size = self._batch_size[:]
+            commit_series = self._commit_series[:]
+        commit_seconds = commit_series[:_BATCH_AT]
+        batch_size = commit_series[_BATCH_AT:]
+        commits = sum(commit_seconds[:_SECONDS_SUM])
 
         yield counter(f"{p}tasks_created", "Tasks created.", ["task"], self._tasks_created)
         yield counter(
