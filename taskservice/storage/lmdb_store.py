@@ -9,7 +9,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any, Literal
 
 import lmdb
@@ -264,6 +264,29 @@ class LmdbStore(TaskStore):
             if self._closed:
                 raise StoreError("the task store is closed")
             self._queue.put(_Batch(tasks, callback))
+
+    def load(self, tasks: Iterable[Task], chunk: int = 10_000) -> None:
+        """Write many snapshots from this thread, `chunk` per transaction.
+
+        For filling a store nothing else writes to yet (a memory-mode snapshot,
+        a restore): no hand-off to the writer thread per chunk.
+        """
+        self.flush()
+        batch: list[Task] = []
+        for task in tasks:
+            batch.append(task)
+            if len(batch) >= chunk:
+                self._load_chunk(batch)
+                batch = []
+        if batch:
+            self._load_chunk(batch)
+        self.env.sync(True)
+
+    def _load_chunk(self, batch: list[Task]) -> None:
+        prepared, outcomes = prepare_batches([(batch, None)])
+        error = outcomes[0][1] or self._write_growing(prepared)
+        if error is not None:
+            raise error
 
     def flush(self, timeout: float | None = 30.0) -> None:
         if self._writer is None or not self._writer.is_alive():

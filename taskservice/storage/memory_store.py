@@ -130,11 +130,11 @@ class MemoryStore(TaskStore):
 
         if os.path.exists(os.path.join(dest, "data.mdb")):
             raise StoreError(f"snapshot destination {dest!r} already holds a store")
+        with self._lock:
+            records = list(self._tasks.values())
         copy = LmdbStore(dest, "durable")
         try:
-            tasks = list(self.iter_tasks())
-            for start in range(0, len(tasks), 10_000):
-                copy.put(*tasks[start : start + 10_000])
+            copy.load(decode_record(record) for record in records)
         finally:
             copy.close()
 
