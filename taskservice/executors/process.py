@@ -16,48 +16,31 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..definition import TaskCancelled, TaskNoFallback, TaskNoRetry
+from ..definition import TaskCancelled
+from .attempt import (
+    RemoteError,
+    WorkerDied,
+    outcome,
+    run_subtask,
+    start_message,
+)
 from .protocol import (
     Done,
     EmitEvent,
     ProgressReport,
-    Start,
-    SubtaskReply,
     SubtaskRequest,
     decode_to_parent,
     encode,
 )
-from .refs import function_reference
 from .worker import worker_main
 
 if TYPE_CHECKING:
     from ..actors.live import LiveTask
     from ..context import TaskContext
 
-__all__ = ["ProcessExecutor", "RemoteError", "WorkerDied", "function_reference"]
+__all__ = ["ProcessExecutor", "RemoteError", "WorkerDied"]
 
 log = logging.getLogger("taskservice.executors")
-
-
-class RemoteError(Exception):
-    """An exception raised by task code in a worker process (type, text and stack kept)."""
-
-    def __init__(self, description: str, remote_stack: str) -> None:
-        super().__init__(description)
-        self.description = description
-        self.remote_stack = remote_stack
-
-
-class RemoteNoRetry(RemoteError, TaskNoRetry):
-    """`TaskNoRetry` raised in a worker process."""
-
-
-class RemoteNoFallback(RemoteError, TaskNoFallback):
-    """`TaskNoFallback` raised in a worker process."""
-
-
-class WorkerDied(Exception):
-    """The worker process running the attempt exited before reporting an outcome."""
 
 
 class _Worker:
@@ -154,30 +137,7 @@ class ProcessExecutor:
         fallback_error: BaseException | None = None,
     ) -> Any:
         """Run `execute` (or the fallback) of `live` in a worker; returns the result or raises."""
-        definition = live.definition
-        fallback = fallback_error is not None
-        function = definition.fallback if fallback else definition.execute
-        start = Start(
-            execute=function_reference(function, "fallback" if fallback else "execute"),
-            props=props,
-            task_id=live.id,
-            attempt=ctx.attempt,
-            cause_type=ctx.cause_type,
-            cause=ctx.cause,
-            root_type=ctx.root_type,
-            root=ctx.root,
-            cleanup=(
-                function_reference(definition.cleanup, "cleanup")
-                if definition.cleanup is not None and not fallback
-                else None
-            ),
-            fallback_error=str(fallback_error) if fallback else None,
-            props_type=(
-                function_reference(definition.props_type, "props_type")
-                if definition.props_type is not None
-                else None
-            ),
-        )
+        start = start_message(live, ctx, props, fallback_error)
         worker = self._acquire(live.task.is_subtask, ctx)
         healthy = False
         try:
@@ -204,25 +164,12 @@ class ProcessExecutor:
                 elif isinstance(message, EmitEvent):
                     ctx.emit(message.name, message.data)
                 elif isinstance(message, SubtaskRequest):
-                    worker.conn.send_bytes(encode(self._subtask(ctx, message)))
+                    worker.conn.send_bytes(encode(run_subtask(ctx, message)))
                 elif isinstance(message, Done):
                     healthy = True
-                    return _outcome(message)
+                    return outcome(message)
         finally:
             self._release(worker, healthy)
-
-    @staticmethod
-    def _subtask(ctx: TaskContext, request: SubtaskRequest) -> SubtaskReply:
-        try:
-            result: Any = ctx.run(
-                request.definition,
-                request.props,
-                progress_factor=request.progress_factor,
-                expire=request.expire,
-            )
-        except Exception as error:
-            return SubtaskReply(request=request.request, ok=False, error=str(error))
-        return SubtaskReply(request=request.request, ok=True, result=result)
 
     def shutdown(self) -> None:
         """Stop every worker process."""
@@ -233,16 +180,3 @@ class ProcessExecutor:
             self._idle.clear()
         for worker in workers:
             worker.kill()
-
-
-def _outcome(done: Done) -> Any:
-    if done.ok:
-        return done.result
-    description = f"{done.error_type}: {done.error}" if done.error else str(done.error_type)
-    if done.kind == "no_fallback":
-        raise RemoteNoFallback(description, done.stack)
-    if done.kind == "no_retry":
-        raise RemoteNoRetry(description, done.stack)
-    if done.kind == "cancelled":
-        raise TaskCancelled(description)
-    raise RemoteError(description, done.stack)

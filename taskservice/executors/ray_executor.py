@@ -88,8 +88,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..definition import TaskCancelled, TaskFailed, TaskNoFallback, TaskNoRetry
-from .process import RemoteError, RemoteNoFallback, RemoteNoRetry, WorkerDied
+from ..definition import TaskCancelled, TaskFailed, TaskNoRetry
+from .attempt import (
+    RemoteError,
+    WorkerDied,
+    error_kind,
+    outcome,
+    run_subtask,
+    start_message,
+)
 from .protocol import (
     Done,
     EmitEvent,
@@ -100,7 +107,6 @@ from .protocol import (
     decode_to_parent,
     encode,
 )
-from .refs import function_reference
 from .worker import resolve
 
 if TYPE_CHECKING:
@@ -243,16 +249,6 @@ class RayWorkerContext:
     trigger_service = trigger
 
 
-def _kind(error: BaseException) -> Any:
-    if isinstance(error, TaskCancelled):
-        return "cancelled"
-    if isinstance(error, TaskNoFallback):
-        return "no_fallback"
-    if isinstance(error, TaskNoRetry):
-        return "no_retry"
-    return "error"
-
-
 def _run(ctx: RayWorkerContext, start: Start) -> bytes:
     """Run the attempt in the worker; the encoded `Done`."""
     props: Any = start.props
@@ -275,7 +271,7 @@ def _run(ctx: RayWorkerContext, start: Start) -> bytes:
                 error_type=type(error).__name__,
                 error=str(error),
                 stack=traceback.format_exc(),
-                kind=_kind(error),
+                kind=error_kind(error),
             )
         )
     finally:
@@ -461,7 +457,7 @@ class RayExecutor:
         fallback_error: BaseException | None = None,
     ) -> Any:
         """Run `execute` (or the fallback) of `live` on Ray; returns the result or raises."""
-        start = _start_message(live, ctx, props, fallback_error)
+        start = start_message(live, ctx, props, fallback_error)
         ray = self._connect()
         attempt, _ = _remotes(ray)
         key = uuid.uuid4().hex
@@ -498,11 +494,11 @@ class RayExecutor:
                 elif isinstance(message, SubtaskRequest):
                     asked = True
                     replies = self._replies_actor(ray)
-                    reply = _subtask(ctx, message)
+                    reply = run_subtask(ctx, message)
                     replies.put.remote(key, message.request, encode(reply))
                 elif isinstance(message, Done):
                     finished = True
-                    return _outcome(message)
+                    return outcome(message)
         finally:
             with self._lock:
                 self._running.discard(stream)
@@ -533,48 +529,6 @@ class RayExecutor:
             ray.shutdown()
 
 
-def _start_message(
-    live: LiveTask, ctx: TaskContext, props: dict[str, Any], fallback_error: BaseException | None
-) -> Start:
-    definition = live.definition
-    fallback = fallback_error is not None
-    function = definition.fallback if fallback else definition.execute
-    return Start(
-        execute=function_reference(function, "fallback" if fallback else "execute"),
-        props=props,
-        task_id=live.id,
-        attempt=ctx.attempt,
-        cause_type=ctx.cause_type,
-        cause=ctx.cause,
-        root_type=ctx.root_type,
-        root=ctx.root,
-        cleanup=(
-            function_reference(definition.cleanup, "cleanup")
-            if definition.cleanup is not None and not fallback
-            else None
-        ),
-        fallback_error=str(fallback_error) if fallback else None,
-        props_type=(
-            function_reference(definition.props_type, "props_type")
-            if definition.props_type is not None
-            else None
-        ),
-    )
-
-
-def _subtask(ctx: TaskContext, request: SubtaskRequest) -> SubtaskReply:
-    try:
-        result: Any = ctx.run(
-            request.definition,
-            request.props,
-            progress_factor=request.progress_factor,
-            expire=request.expire,
-        )
-    except Exception as error:
-        return SubtaskReply(request=request.request, ok=False, error=str(error))
-    return SubtaskReply(request=request.request, ok=True, result=result)
-
-
 def _cancel(ray: Any, stream: Any) -> None:
     try:
         ray.cancel(stream, force=True)
@@ -589,16 +543,3 @@ def _ray_failure(ray: Any, error: BaseException) -> Exception:
         cause = getattr(error, "cause", None) or error
         return RemoteError(f"{type(cause).__name__}: {cause}", str(error))
     return WorkerDied(f"Ray worker failed: {type(error).__name__}: {error}")
-
-
-def _outcome(done: Done) -> Any:
-    if done.ok:
-        return done.result
-    description = f"{done.error_type}: {done.error}" if done.error else str(done.error_type)
-    if done.kind == "no_fallback":
-        raise RemoteNoFallback(description, done.stack)
-    if done.kind == "no_retry":
-        raise RemoteNoRetry(description, done.stack)
-    if done.kind == "cancelled":
-        raise TaskCancelled(description)
-    raise RemoteError(description, done.stack)

@@ -17,7 +17,8 @@ from typing import Any
 
 import msgspec
 
-from ..definition import TaskCancelled, TaskFailed, TaskNoFallback, TaskNoRetry
+from ..definition import TaskCancelled, TaskFailed, TaskNoRetry
+from .attempt import error_kind
 from .protocol import (
     Cancel,
     Done,
@@ -160,16 +161,6 @@ class WorkerContext:
     trigger_service = trigger
 
 
-def _kind(error: BaseException) -> Any:
-    if isinstance(error, TaskCancelled):
-        return "cancelled"
-    if isinstance(error, TaskNoFallback):
-        return "no_fallback"
-    if isinstance(error, TaskNoRetry):
-        return "no_retry"
-    return "error"
-
-
 def _run(channel: _Channel, start: Start) -> Done:
     ctx = WorkerContext(channel, start)
     props: Any = start.props
@@ -192,7 +183,7 @@ def _run(channel: _Channel, start: Start) -> Done:
             error_type=type(error).__name__,
             error=str(error),
             stack=traceback.format_exc(),
-            kind=_kind(error),
+            kind=error_kind(error),
         )
     finally:
         if start.cleanup is not None:
