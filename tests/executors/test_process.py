@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ if str(ROOT) not in sys.path:
 
 from taskservice import TaskDefinition, TaskFailed, TaskService  # noqa: E402
 from tests.executors import process_defs as defs  # noqa: E402
+from tests.executors.helpers import wait_dead, wait_for_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,34 +25,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TaskService]:
     )
     yield started
     started.stop(timeout=10)
-
-
-def wait_for_file(path: Path, timeout: float = 20.0) -> str:
-    waited = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if path.exists() and path.read_text():
-            return path.read_text()
-        waited.wait(0.02)
-    raise AssertionError(f"{path} never written")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is dead for our purpose.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[1].split()[0] == "Z")
-
-
-def wait_dead(pid: int, timeout: float = 10.0) -> bool:
-    waited = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if not pid_alive(pid):
-            return True
-        waited.wait(0.02)
-    return False
 
 
 def test_execute_runs_in_another_process(service: TaskService) -> None:

@@ -19,6 +19,7 @@ if str(ROOT) not in sys.path:
 from taskservice import TaskFailed, TaskService  # noqa: E402
 from taskservice.executors.ray_executor import RayExecutor  # noqa: E402
 from tests.executors import ray_defs as defs  # noqa: E402
+from tests.executors.helpers import wait_dead, wait_for_file  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -57,38 +58,6 @@ def service(
         run.result(timeout=60)
     yield started
     started.stop(timeout=10)
-
-
-def wait_for_file(path: Path, timeout: float = 30.0) -> str:
-    waited = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if path.exists() and path.read_text():
-            return path.read_text()
-        waited.wait(0.02)
-    raise AssertionError(f"{path} never written")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is dead for our purpose.
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        state = stat.read_text().split(")")[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
-
-
-def wait_dead(pid: int, timeout: float = 10.0) -> bool:
-    waited = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if not pid_alive(pid):
-            return True
-        waited.wait(0.02)
-    return False
 
 
 def assert_stops_growing(path: Path) -> None:
