@@ -156,12 +156,29 @@ class FastActor(pykka.ThreadingActor):
 class PooledActor(FastActor):
     """A pykka actor whose loop runs on a thread of `pool`.
 
-    Its URN is a version-4 UUID drawn from `random` rather than `os.urandom`
-    (a system call per actor): unique within the process, which is what the
-    `ActorRegistry` needs.
+    Pooled actors are not entered in pykka's process-wide `ActorRegistry`:
+    thousands start and stop every second, and the registry is one lock and a
+    list searched on every stop; it also keeps `ActorRegistry.stop_all()`
+    elsewhere in the process from stopping a task mid-attempt. Their URN is a
+    version-4 UUID drawn from `random` rather than `os.urandom` (a system call
+    per actor).
     """
 
     pool: ClassVar[ThreadPool] = ThreadPool()
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:
+        """Create the actor and run its loop on a pooled thread (not registered)."""
+        actor = cls(*args, **kwargs)
+        actor._start_actor_loop()
+        return actor.actor_ref
+
+    def _stop(self) -> None:
+        self.actor_stopped.set()
+        try:
+            self.on_stop()
+        except Exception:
+            log.exception("on_stop of %s failed", type(self).__name__)
 
     def __init__(self) -> None:
         self.actor_urn = uuid.UUID(int=random.getrandbits(128), version=4).urn
