@@ -14,10 +14,10 @@ from typing import Any, Generic, TypeVar
 import pykka
 from prometheus_client import CollectorRegistry
 
-from .actors.live import LiveTask, Runtime, new_id
+from .actors.live import LiveTask, Runtime, new_id, now_ms
 from .actors.reply import Reply, wait_reply
 from .actors.scheduler import Scheduler
-from .actors.supervisor import Cancel, Drain, Recover, Run, RunOutcome, Supervisor
+from .actors.supervisor import Cancel, Drain, LiveIds, Recover, Run, RunOutcome, Supervisor
 from .actors.trigger_bus import (
     Audience,
     CallbackSubscriber,
@@ -30,8 +30,10 @@ from .definition import ServiceStopped, TaskDefinition, UnknownDefinition
 from .executors import ProcessExecutor, RemoteExecutor, default_executor
 from .metrics.hooks import MetricsHooks
 from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
-from .model import Client, Task, TaskStateChanged, props_hash
+from .model import TERMINAL_STATES, Client, Task, TaskStateChanged, props_hash
 from .storage import Durability, TaskStore, Views, open_store
+from .storage.indexes import INDEXES
+from .storage.keys import encode_key
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "TaskRun", "TaskService"]
 
@@ -520,6 +522,49 @@ class TaskService:
     def metrics_wsgi_app(self) -> Callable[..., Any]:
         """A WSGI app serving this service's metrics, to mount in any WSGI server."""
         return wsgi_app(self._registry())
+
+    def purge(
+        self,
+        older_than: int,
+        states: Iterable[str] = ("done", "failed", "fallbackDone", "cancelled"),
+    ) -> int:
+        """Delete finished tasks that ended more than `older_than` ms ago; returns how many.
+
+        Only terminal states can be purged, and never a task the service is
+        still working on. The store keeps every task until purged: call this
+        periodically (e.g. `purge(7 * 86_400_000)` for a week) in servers that
+        run for months. A purged task can no longer be reused by hash.
+        """
+        if isinstance(older_than, bool) or not isinstance(older_than, int) or older_than < 0:
+            raise ValueError(f"older_than must be an int of ms >= 0, not {older_than!r}")
+        chosen = tuple(states)
+        for state in chosen:
+            if state not in TERMINAL_STATES:
+                raise ValueError(f"only finished tasks can be purged, not {state!r}")
+        cutoff = now_ms() - older_than
+        reply: concurrent.futures.Future[frozenset[str]] = concurrent.futures.Future()
+        self.supervisor.tell(LiveIds(reply))
+        live = reply.result(self._ack_timeout)
+        purged = 0
+        for state in chosen:
+            # by_state orders by creation time: a task created after the cutoff
+            # cannot have ended before it.
+            low = encode_key((state,))
+            high = encode_key((state, cutoff))
+            while True:
+                page = self.store.scan("by_state", low, high, 1000)
+                if not page:
+                    break
+                low = INDEXES["by_state"](page[-1]) or low
+                low += b"\x00"
+                doomed = [
+                    task.id
+                    for task in page
+                    if task.id not in live and task.done_at is not None and task.done_at < cutoff
+                ]
+                if doomed:
+                    purged += self.store.delete(doomed)
+        return purged
 
     def snapshot(self, dest: str | os.PathLike[str]) -> None:
         """Write a consistent, compacted copy of the store to `dest` (a backup)."""

@@ -108,6 +108,13 @@ class AttemptTimeout:
 
 
 @dataclass(slots=True)
+class LiveIds:
+    """Internal: the ids of the tasks in the registry now."""
+
+    reply: Future[frozenset[str]]
+
+
+@dataclass(slots=True)
 class Recover:
     """Internal: resume what a previous process left unfinished."""
 
@@ -706,6 +713,9 @@ class Supervisor(FastActor):
             )
         message.reply.set_result(unknown)
 
+    def _on_live_ids(self, message: LiveIds) -> None:
+        message.reply.set_result(frozenset(self._live))
+
     def _on_drain(self, message: Drain) -> None:
         self._stopping = True
         for live in list(self._live.values()):
@@ -744,6 +754,7 @@ class Supervisor(FastActor):
         Cancel: _on_cancel,
         Recover: _on_recover,
         Drain: _on_drain,
+        LiveIds: _on_live_ids,
     }
 
 

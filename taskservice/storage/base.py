@@ -118,6 +118,14 @@ class TaskStore(abc.ABC):
             raise failure[0]
 
     @abc.abstractmethod
+    def delete(self, task_ids: Sequence[str]) -> int:
+        """Remove tasks and their index entries; returns how many existed.
+
+        Committed before it returns. Meant for purging finished tasks: deleting
+        a task that is still being written to would let it come back.
+        """
+
+    @abc.abstractmethod
     def get(self, task_id: str) -> Task | None:
         """The committed snapshot of one task, or None."""
 

@@ -265,6 +265,30 @@ class LmdbStore(TaskStore):
                 raise StoreError("the task store is closed")
             self._queue.put(_Batch(tasks, callback))
 
+    def delete(self, task_ids: Sequence[str]) -> int:
+        self.flush()
+        deleted = 0
+        with self._gated(), self.env.begin(write=True) as txn:
+            for task_id in task_ids:
+                key = task_id.encode()
+                raw = txn.get(key, db=self._tasks)
+                if raw is None:
+                    continue
+                try:
+                    keys = index_keys(decode_record(raw))
+                except (CorruptRecord, ValueError, TypeError):
+                    self._drop_index_entries(txn, task_id)
+                    keys = {}
+                for name, db in self._indexes.items():
+                    old = keys.get(name)
+                    if old is not None:
+                        txn.delete(old, db=db)
+                txn.delete(key, db=self._tasks)
+                deleted += 1
+        for task_id in task_ids:
+            self._key_cache.pop(task_id, None)
+        return deleted
+
     def load(self, tasks: Iterable[Task], chunk: int = 10_000) -> None:
         """Write many snapshots from this thread, `chunk` per transaction.
 

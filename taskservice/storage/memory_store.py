@@ -87,6 +87,25 @@ class MemoryStore(TaskStore):
                     keys.add(new)
             self._keys[task_id] = new_keys
 
+    def delete(self, task_ids: Sequence[str]) -> int:
+        deleted = 0
+        with self._lock:
+            if self._pending:
+                self._apply_pending()
+            for task_id in task_ids:
+                if self._tasks.pop(task_id, None) is None:
+                    continue
+                deleted += 1
+                for name, key in self._keys.pop(task_id, {}).items():
+                    if key is not None:
+                        self._indexes[name].discard(key)
+                where = self._hash_of.pop(task_id, None)
+                if where is not None:
+                    self._by_hash[where].discard(task_id)
+                    if not self._by_hash[where]:
+                        del self._by_hash[where]
+        return deleted
+
     def get(self, task_id: str) -> Task | None:
         record = self._tasks.get(task_id)
         return None if record is None else decode_record(record)
