@@ -11,6 +11,7 @@ import pytest
 
 from taskservice import (
     Client,
+    PropsError,
     ServiceStopped,
     TaskContext,
     TaskDefinition,
@@ -233,3 +234,27 @@ def test_durable_run_returns_once_the_task_is_stored(services: Services) -> None
         runs.append(run)
     release.set()
     assert [run.result(timeout=5) for run in runs] == ["ok"] * 5
+
+
+def test_run_many_starts_all_and_validates_all_first(services: Services) -> None:
+    calls: list[int] = []
+
+    def square(props: dict[str, Any], ctx: TaskContext, emit: Any) -> int:
+        calls.append(props["n"])
+        return int(props["n"]) ** 2
+
+    definition = TaskDefinition("square", square)
+    service = services([definition])
+    runs = service.run_many([(definition, {"n": n}, "batch", "b1") for n in range(20)])
+    assert [run.result(timeout=10) for run in runs] == [n * n for n in range(20)]
+    assert all(run.created for run in runs)
+    # Duplicates inside one batch are reused like separate runs.
+    again = service.run_many([(definition, {"n": 3}, "batch", "b1")] * 2)
+    assert {run.task for run in again} == {runs[3].task}
+    count = service.store.count()
+    with pytest.raises(PropsError):
+        service.run_many(
+            [(definition, {"n": 100}, "batch", "b2"), (definition, {"n": {1}}, "batch", "b2")]
+        )
+    assert service.store.count() == count  # nothing started: the bad run was found first
+    assert sorted(calls) == list(range(20))
