@@ -81,18 +81,16 @@ import logging
 import queue
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..definition import TaskCancelled, TaskFailed, TaskNoRetry
+from ..definition import TaskCancelled, TaskFailed
 from .attempt import (
     RemoteError,
     WorkerDied,
-    error_kind,
     outcome,
     run_subtask,
     start_message,
@@ -107,7 +105,7 @@ from .protocol import (
     decode_to_parent,
     encode,
 )
-from .worker import resolve
+from .worker import run_start
 
 if TYPE_CHECKING:
     from ..actors.live import LiveTask
@@ -249,39 +247,6 @@ class RayWorkerContext:
     trigger_service = trigger
 
 
-def _run(ctx: RayWorkerContext, start: Start) -> bytes:
-    """Run the attempt in the worker; the encoded `Done`."""
-    props: Any = start.props
-    try:
-        if start.props_type is not None:
-            props = msgspec.convert(props, resolve(start.props_type))
-        function = resolve(start.execute)
-        if start.fallback_error is not None:
-            result = function(props, ctx, RuntimeError(start.fallback_error))
-        else:
-            result = function(props, ctx, ctx.emit)
-        try:
-            return encode(Done(ok=True, result=result))
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as bad:
-            raise TaskNoRetry(f"the result cannot be encoded by msgspec: {bad}") from None
-    except BaseException as error:
-        return encode(
-            Done(
-                ok=False,
-                error_type=type(error).__name__,
-                error=str(error),
-                stack=traceback.format_exc(),
-                kind=error_kind(error),
-            )
-        )
-    finally:
-        if start.cleanup is not None:
-            try:
-                resolve(start.cleanup)(props, ctx)
-            except BaseException:
-                traceback.print_exc()
-
-
 def _attempt(data: bytes, replies: str, key: str) -> Iterator[bytes]:
     """The Ray remote function (a streaming generator): run one attempt, yield its messages.
 
@@ -296,7 +261,7 @@ def _attempt(data: bytes, replies: str, key: str) -> Iterator[bytes]:
     ctx = RayWorkerContext(start, outbox)
 
     def body() -> None:
-        outbox.put((_DONE, _run(ctx, start), 0))
+        outbox.put((_DONE, run_start(start, ctx), 0))
 
     threading.Thread(target=body, name="taskservice-ray-attempt", daemon=True).start()
     while True:

@@ -31,7 +31,7 @@ from .protocol import (
     encode,
 )
 
-__all__ = ["WorkerContext", "resolve", "worker_main"]
+__all__ = ["WorkerContext", "resolve", "run_start", "worker_main"]
 
 
 def resolve(reference: str) -> Any:
@@ -161,8 +161,12 @@ class WorkerContext:
     trigger_service = trigger
 
 
-def _run(channel: _Channel, start: Start) -> Done:
-    ctx = WorkerContext(channel, start)
+def run_start(start: Start, ctx: Any) -> bytes:
+    """Run one attempt where the worker is (process or Ray); its encoded `Done`.
+
+    `ctx` is the worker's context (it has `emit`). A result msgspec cannot
+    encode fails the attempt as `TaskNoRetry`; `cleanup` runs afterwards.
+    """
     props: Any = start.props
     try:
         if start.props_type is not None:
@@ -173,17 +177,18 @@ def _run(channel: _Channel, start: Start) -> Done:
         else:
             result = function(props, ctx, ctx.emit)
         try:
-            encode(Done(ok=True, result=result))
+            return encode(Done(ok=True, result=result))
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as bad:
             raise TaskNoRetry(f"the result cannot be encoded by msgspec: {bad}") from None
-        return Done(ok=True, result=result)
     except BaseException as error:
-        return Done(
-            ok=False,
-            error_type=type(error).__name__,
-            error=str(error),
-            stack=traceback.format_exc(),
-            kind=error_kind(error),
+        return encode(
+            Done(
+                ok=False,
+                error_type=type(error).__name__,
+                error=str(error),
+                stack=traceback.format_exc(),
+                kind=error_kind(error),
+            )
         )
     finally:
         if start.cleanup is not None:
@@ -200,8 +205,6 @@ def worker_main(conn: Connection) -> None:
         start = channel.starts.get()
         if start is None:
             return
-        done = _run(channel, start)
-        try:
-            channel.send(done)
-        except (OSError, msgspec.EncodeError) as error:
-            channel.send(Done(ok=False, error_type=type(error).__name__, error=str(error)))
+        done = run_start(start, WorkerContext(channel, start))
+        with channel.send_lock:
+            channel.conn.send_bytes(done)
