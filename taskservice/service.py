@@ -275,17 +275,13 @@ class TaskService:
         together, so in `durable` mode they share fsyncs instead of paying one
         each. Returns the runs in order.
         """
-        wanted = list(runs)
-        for definition, props, cause_type, cause in wanted:
-            resolved = self._resolve(definition)
-            props_hash(resolved.name, resolved.validate_props(props), client)
-            if not isinstance(cause_type, str) or not isinstance(cause, str):
-                raise TypeError("cause_type and cause must be str")
-        replies = [
-            self._submit(definition, props, cause_type, cause, expire=expire, client=client)
-            for definition, props, cause_type, cause in wanted
+        prepared = [
+            self._prepare(definition, props, cause_type, cause, expire=expire, client=client)
+            for definition, props, cause_type, cause in runs
         ]
-        return [_task_run(reply.result(self._ack_timeout)) for reply in replies]
+        for run in prepared:
+            self._hand_over(run)
+        return [_task_run(run.reply.result(self._ack_timeout)) for run in prepared]
 
     async def run_async(
         self,
@@ -317,6 +313,32 @@ class TaskService:
         progress_factor: float = 1.0,
     ) -> Reply[RunOutcome]:
         """Validate and hash on the caller's thread; hand the run to the supervisor."""
+        run = self._prepare(
+            definition,
+            props,
+            cause_type,
+            cause,
+            expire=expire,
+            client=client,
+            parent=parent,
+            progress_factor=progress_factor,
+        )
+        self._hand_over(run)
+        return run.reply
+
+    def _prepare(
+        self,
+        definition: TaskDefinition[Any, R] | str,
+        props: dict[str, Any] | Any,
+        cause_type: str,
+        cause: str,
+        *,
+        expire: int | None,
+        client: Client | None,
+        parent: LiveTask | None = None,
+        progress_factor: float = 1.0,
+    ) -> Run:
+        """A validated, hashed run request (raises on bad input; nothing is sent)."""
         if self._stopped:
             raise ServiceStopped(f"task service {self.name!r} is stopped")
         resolved = self._resolve(definition)
@@ -331,25 +353,24 @@ class TaskService:
             raise TypeError(f"client must be a Client, not {type(client).__name__}")
         if not isinstance(progress_factor, int | float) or progress_factor < 0:
             raise ValueError("progress_factor must be a number >= 0")
-        digest = props_hash(resolved.name, props, client)
-        reply: Reply[RunOutcome] = Reply()
-        run = Run(
+        return Run(
             definition=resolved,
             props=props,
             cause_type=cause_type,
             cause=cause,
             expire=expire,
             client=client,
-            hash=digest,
-            reply=reply,
+            hash=props_hash(resolved.name, props, client),
+            reply=Reply(),
             parent=parent,
             progress_factor=float(progress_factor),
         )
+
+    def _hand_over(self, run: Run) -> None:
         try:
             self.supervisor.tell(run)
         except pykka.ActorDeadError:
             raise ServiceStopped(f"task service {self.name!r} is stopped") from None
-        return reply
 
     def _resolve(self, definition: TaskDefinition[Any, R] | str) -> TaskDefinition[Any, R]:
         if isinstance(definition, TaskDefinition):
