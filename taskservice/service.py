@@ -58,7 +58,7 @@ class TaskRun(Generic[R]):
 
     __slots__ = ("_future", "cause", "cause_type", "created", "task", "task_object")
 
-    def __init__(self, task_object: Task, future: concurrent.futures.Future[Any], created: bool):
+    def __init__(self, task_object: Task, future: Reply[Any], created: bool):
         self.task: str = task_object.id
         self.task_object: Task = task_object
         self.cause_type: str = task_object.cause_type
@@ -71,7 +71,9 @@ class TaskRun(Generic[R]):
         """Wait for the task to end; return its result or raise `TaskFailed`."""
         try:
             value: R = self._future.result(timeout)
-        except concurrent.futures.TimeoutError:
+        except TimeoutError:
+            if self._future.done():
+                raise  # the task itself failed with a TimeoutError
             raise TimeoutError(f"task {self.task} did not finish within {timeout} s") from None
         return value
 
@@ -80,7 +82,7 @@ class TaskRun(Generic[R]):
         return self._future.done()
 
     def __await__(self) -> Generator[Any, None, R]:
-        return asyncio.wrap_future(self._future).__await__()
+        return wait_reply(self._future).__await__()
 
     def __repr__(self) -> str:
         return f"TaskRun(task={self.task!r}, name={self.task_object.name!r})"
@@ -205,13 +207,14 @@ class TaskService:
         self.bus: pykka.ActorRef[TriggerBus] = TriggerBus.start(self.metrics, audience)
         bus = self.bus
 
-        def publish(task: Task) -> None:
+        def publish(tasks: list[Task]) -> None:
             if audience.count:
                 with contextlib.suppress(pykka.ActorDeadError):
-                    bus.tell(Publish(task))
+                    for task in tasks:
+                        bus.tell(Publish(task))
 
         self.runtime.bus = bus
-        self.runtime.publish = publish
+        store.on_written = publish
         self.supervisor: pykka.ActorRef[Supervisor] = Supervisor.start(
             self.runtime, definitions, max_concurrency
         )
@@ -680,7 +683,7 @@ def _task_run(outcome: RunOutcome) -> TaskRun[Any]:
     held, created = outcome
     if isinstance(held, LiveTask):
         return TaskRun(held.task, held.result, created)
-    finished: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    finished: Reply[Any] = Reply()
     finished.set_result(held.result)
     return TaskRun(held, finished, False)
 

@@ -7,8 +7,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -59,7 +58,6 @@ class Runtime:
     service: TaskService
     bus: pykka.ActorRef[Any] | None = None
     supervisor: pykka.ActorRef[Any] | None = None
-    publish: Callable[[Task], None] = field(default=lambda task: None)
 
 
 class LiveTask:
@@ -69,6 +67,30 @@ class LiveTask:
     the snapshot to the store under the task's lock, so the store and the
     subscribers see the versions of one task in order.
     """
+
+    __slots__ = (
+        "_child_progress",
+        "_dirty",
+        "_flush_timer",
+        "_last_emit",
+        "_own",
+        "attempt",
+        "cancelled",
+        "children",
+        "committed",
+        "definition",
+        "holds_slot",
+        "last_error",
+        "lock",
+        "parent",
+        "pending_replies",
+        "progress_factor",
+        "queued_at",
+        "result",
+        "runtime",
+        "task",
+        "timer",
+    )
 
     def __init__(
         self,
@@ -87,7 +109,8 @@ class LiveTask:
         self.children: dict[str, LiveTask] = {}
         self.cancelled = False
         """Set (never cleared) when the task is cancelled; the running code reads it."""
-        self.result: Future[Any] = Future()
+        self.result: Reply[Any] = Reply()
+        """Resolves with the task's result, or raises why it did not succeed."""
         self.attempt = len(task.retries)
         self.timer: Timer | None = None
         self.queued_at: float | None = None
@@ -114,19 +137,11 @@ class LiveTask:
     def update(
         self, on_commit: Callable[[BaseException | None], None] | None = None, **changes: Any
     ) -> Task:
-        """Change the snapshot, persist it, and publish it once committed."""
-        publish = self.runtime.publish
+        """Change the snapshot and persist it; the store publishes it once committed."""
         with self.lock:
             task = msgspec.structs.replace(self.task, version=self.task.version + 1, **changes)
             self.task = task
-
-            def committed(error: BaseException | None) -> None:
-                if error is None:
-                    publish(task)
-                if on_commit is not None:
-                    on_commit(error)
-
-            self.runtime.store.submit((task,), committed)
+            self.runtime.store.submit((task,), on_commit)
         return task
 
     # -- progress -------------------------------------------------------------

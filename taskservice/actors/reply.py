@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -90,7 +91,8 @@ async def wait_reply(reply: Reply[T], timeout: float | None = None) -> T:
             except BaseException as error:
                 waiter.set_exception(error)
 
-        loop.call_soon_threadsafe(settle)
+        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+            loop.call_soon_threadsafe(settle)
 
     reply.add_done_callback(relay)
     return await asyncio.wait_for(waiter, timeout)

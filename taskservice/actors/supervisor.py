@@ -351,30 +351,16 @@ class Supervisor(FastActor):
         live = LiveTask(task, definition, self._rt, parent, run.progress_factor)
         self._register(live)
         self._rt.metrics.task_created(definition.name)
-        publish = self._rt.publish
         if self._rt.store.durability != "durable":
             # Acknowledged before the commit (that is what batched and memory
             # trade for speed): start at once; a failed commit is logged.
-            def written(error: BaseException | None) -> None:
-                if error is None:
-                    publish(task)
-                else:
-                    log.error("task %s could not be stored: %s", task.id, error)
-
-            self._rt.store.submit((task,), written)
+            self._rt.store.submit((task,), _log_unwritten)
             live.committed = True
             run.reply.set_result((live, True))
             self._dispatch(live)
             return
         live.pending_replies.append(run.reply)
-        callback = self._committed_callback(live)
-
-        def committed(error: BaseException | None) -> None:
-            if error is None:
-                publish(task)
-            callback(error)
-
-        self._rt.store.submit((task,), committed)
+        self._rt.store.submit((task,), self._committed_callback(live))
 
     def _adopt(self, live: LiveTask, run: Run) -> None:
         """A subtask joined by another parent reports progress to the first one only."""
@@ -673,8 +659,7 @@ class Supervisor(FastActor):
         cancelled = msgspec.structs.replace(
             task, state="cancelled", error="cancelled", done_at=now_ms(), version=task.version + 1
         )
-        publish = self._rt.publish
-        self._rt.store.submit((cancelled,), lambda error: None if error else publish(cancelled))
+        self._rt.store.submit((cancelled,), _log_unwritten)
         return count
 
     # -- recovery and shutdown ------------------------------------------------
@@ -756,6 +741,12 @@ class Supervisor(FastActor):
         Drain: _on_drain,
         LiveIds: _on_live_ids,
     }
+
+
+def _log_unwritten(error: BaseException | None) -> None:
+    """Commit callback of writes nobody waits for: log a failure."""
+    if error is not None:
+        log.error("a task snapshot could not be stored: %s", error)
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:

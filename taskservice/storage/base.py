@@ -96,6 +96,9 @@ class TaskStore(abc.ABC):
         """Hook called with (key, reason) for every corrupt record a read skips."""
         self.on_commit: Callable[[float, int], None] | None = None
         """Hook called with (seconds, batch size) after every commit."""
+        self.on_written: Callable[[list[Task]], None] | None = None
+        """Hook called with the snapshots of every commit, every version in
+        submission order, before the commit's callbacks run."""
 
     @abc.abstractmethod
     def submit(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
@@ -186,6 +189,27 @@ class TaskStore(abc.ABC):
         if self.on_commit is not None:
             self.on_commit(seconds, size)
 
+    def _report_written(
+        self,
+        batches: Sequence[tuple[Sequence[Task], CommitCallback | None]],
+        outcomes: Sequence[tuple[CommitCallback | None, BaseException | None]],
+    ) -> None:
+        """Hand the snapshots of the batches that were written to `on_written`."""
+        hook = self.on_written
+        if hook is None:
+            return
+        written = [
+            task
+            for (tasks, _), (_, error) in zip(batches, outcomes, strict=True)
+            if error is None
+            for task in tasks
+        ]
+        if written:
+            try:
+                hook(written)
+            except Exception:
+                log.exception("on_written hook failed")
+
     def __enter__(self) -> TaskStore:
         return self
 
@@ -201,7 +225,7 @@ def id_of_key(key: bytes) -> str:
     return task_id
 
 
-class Prepared(msgspec.Struct):
+class Prepared(msgspec.Struct, gc=False):
     """A snapshot ready to write: its record, the task as readers will decode it, its keys."""
 
     task: Task

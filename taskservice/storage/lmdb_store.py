@@ -369,8 +369,9 @@ class LmdbStore(TaskStore):
     def _commit(self, batches: list[_Batch]) -> None:
         started = time.perf_counter()
         outcomes: list[tuple[CommitCallback | None, BaseException | None]] = []
+        pairs = [(batch.tasks, batch.callback) for batch in batches]
         try:
-            tasks, outcomes = prepare_batches([(batch.tasks, batch.callback) for batch in batches])
+            tasks, outcomes = prepare_batches(pairs)
             error = self._write_growing(tasks)
         except Exception as other:  # never let the writer thread die
             error = StoreError(f"commit to task store {self.path!r} failed: {other!r}")
@@ -379,6 +380,7 @@ class LmdbStore(TaskStore):
             tasks = {}
         if error is None:
             self._record_commit(time.perf_counter() - started, len(tasks))
+            self._report_written(pairs, outcomes)
         for callback, batch_error in outcomes:
             if callback is not None:
                 try:

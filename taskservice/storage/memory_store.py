@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import time
@@ -14,6 +15,8 @@ from .indexes import INDEXES, index_keys
 from .sorted_keys import SortedKeys
 
 __all__ = ["MemoryStore"]
+
+log = logging.getLogger("taskservice.storage")
 
 
 class MemoryStore(TaskStore):
@@ -66,6 +69,12 @@ class MemoryStore(TaskStore):
                 self._apply_pending()
         if error is None:
             self._record_commit(time.perf_counter() - started, len(latest))
+            hook = self.on_written
+            if hook is not None:
+                try:
+                    hook(list(tasks))
+                except Exception:
+                    log.exception("on_written hook failed")
         if callback is not None:
             callback(error)
 
