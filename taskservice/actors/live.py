@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
 import threading
 import time
@@ -24,10 +25,18 @@ if TYPE_CHECKING:
     from ..metrics.hooks import MetricsHooks
     from ..service import TaskService
 
-__all__ = ["PROGRESS_INTERVAL", "LiveTask", "Runtime", "new_id", "now_ms"]
+__all__ = ["PROGRESS_INTERVAL", "LiveTask", "Runtime", "log_unwritten", "new_id", "now_ms"]
+
+log = logging.getLogger("taskservice.supervisor")
 
 PROGRESS_INTERVAL = 0.4
 """Seconds between two stored/published progress updates of one task (the seed's throttle)."""
+
+
+def log_unwritten(error: BaseException | None) -> None:
+    """Commit callback of writes nobody waits for: log a failure."""
+    if error is not None:
+        log.error("a task snapshot could not be stored: %s", error)
 
 
 def now_ms() -> int:
@@ -79,6 +88,7 @@ class LiveTask:
         "children",
         "committed",
         "definition",
+        "held",
         "holds_slot",
         "last_error",
         "lock",
@@ -128,6 +138,7 @@ class LiveTask:
         self._last_emit = 0.0
         self._dirty = False
         self._flush_timer: Timer | None = None
+        self.held: Task | None = None
 
     @property
     def id(self) -> str:
@@ -141,8 +152,32 @@ class LiveTask:
         with self.lock:
             task = msgspec.structs.replace(self.task, version=self.task.version + 1, **changes)
             self.task = task
-            self.runtime.store.submit((task,), on_commit)
+            held = self.held
+            if held is not None:
+                # One write for both: the store encodes the newest, publishes both.
+                self.held = None
+                self.runtime.store.submit((held, task), on_commit or log_unwritten)
+            else:
+                self.runtime.store.submit((task,), on_commit or log_unwritten)
         return task
+
+    def hold(self, task: Task) -> None:
+        """Make `task` the snapshot, written with the next `update` or `release`.
+
+        For a snapshot nobody waits to see committed (a new task in batched or
+        memory mode that starts at once): two writes become one.
+        """
+        with self.lock:
+            self.task = task
+            self.held = task
+
+    def release(self) -> None:
+        """Write the held snapshot now, if it was not written with an update."""
+        with self.lock:
+            held = self.held
+            if held is not None:
+                self.held = None
+                self.runtime.store.submit((held,), log_unwritten)
 
     # -- progress -------------------------------------------------------------
 

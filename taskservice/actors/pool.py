@@ -159,9 +159,9 @@ class PooledActor(FastActor):
     Pooled actors are not entered in pykka's process-wide `ActorRegistry`:
     thousands start and stop every second, and the registry is one lock and a
     list searched on every stop; it also keeps `ActorRegistry.stop_all()`
-    elsewhere in the process from stopping a task mid-attempt. Their URN is a
-    version-4 UUID drawn from `random` rather than `os.urandom` (a system call
-    per actor).
+    elsewhere in the process from stopping a task mid-attempt. Their URN (a
+    version-4 UUID) and their `ActorRef` are made when first asked for: a
+    task actor that nobody addresses never pays for them.
     """
 
     pool: ClassVar[ThreadPool] = ThreadPool()
@@ -173,6 +173,11 @@ class PooledActor(FastActor):
         actor._start_actor_loop()
         return actor.actor_ref
 
+    @classmethod
+    def launch(cls, *args: Any, **kwargs: Any) -> None:
+        """`start` for callers that do not need the actor's ref."""
+        cls(*args, **kwargs)._start_actor_loop()
+
     def _stop(self) -> None:
         self.actor_stopped.set()
         try:
@@ -181,10 +186,32 @@ class PooledActor(FastActor):
             log.exception("on_stop of %s failed", type(self).__name__)
 
     def __init__(self) -> None:
-        self.actor_urn = uuid.UUID(int=random.getrandbits(128), version=4).urn
         self.actor_inbox = self._create_actor_inbox()
         self.actor_stopped = _Stopped()  # type: ignore[assignment]
-        self._actor_ref = pykka.ActorRef(self)
+
+    @property
+    def actor_urn(self) -> str:  # type: ignore[override]
+        """The actor's URN, made on first use."""
+        urn: str | None = self.__dict__.get("_urn")
+        if urn is None:
+            with _stopped_lock:
+                urn = self.__dict__.get("_urn")
+                if urn is None:
+                    urn = uuid.UUID(int=random.getrandbits(128), version=4).urn
+                    self.__dict__["_urn"] = urn
+        return urn
+
+    @property
+    def actor_ref(self) -> pykka.ActorRef[Any]:
+        """The actor's ref, made on first use."""
+        ref: pykka.ActorRef[Any] | None = self.__dict__.get("_actor_ref")
+        if ref is None:
+            with _stopped_lock:
+                ref = self.__dict__.get("_actor_ref")
+                if ref is None:
+                    ref = pykka.ActorRef(self)
+                    self.__dict__["_actor_ref"] = ref
+        return ref
 
     def _start_actor_loop(self) -> None:
         self.pool.submit(self._actor_loop)

@@ -39,7 +39,7 @@ from ..model import (
 )
 from ..storage.base import StoreError
 from ..storage.keys import encode_key, prefix_end
-from .live import LiveTask, Runtime, new_id, now_ms
+from .live import LiveTask, Runtime, log_unwritten, new_id, now_ms
 from .pool import FastActor
 from .reply import Reply
 from .task_actor import AttemptEnded, TaskActor
@@ -226,10 +226,18 @@ class Supervisor(FastActor):
     # -- the actor loop: like pykka's, plus replies given later ---------------
 
     def _actor_loop_running(self) -> None:
-        while not self.actor_stopped.is_set():
-            envelope = self.actor_inbox.get()
+        inbox = self.actor_inbox
+        handlers = self._handlers
+        stopped = self.actor_stopped
+        while not stopped.is_set():
+            envelope = inbox.get()
+            message = envelope.message
+            handler = handlers.get(type(message))
             try:
-                response = self._handle_receive(envelope.message)
+                if handler is not None:
+                    response = handler(self, message)
+                else:  # pykka's own messages (stop, proxy calls) and unknown ones
+                    response = self._handle_receive(message)
             except Exception:
                 if envelope.reply_to is not None:
                     envelope.reply_to.set_exception()
@@ -354,10 +362,11 @@ class Supervisor(FastActor):
         if self._rt.store.durability != "durable":
             # Acknowledged before the commit (that is what batched and memory
             # trade for speed): start at once; a failed commit is logged.
-            self._rt.store.submit((task,), _log_unwritten)
+            live.hold(task)  # written with the running snapshot when it starts now
             live.committed = True
             run.reply.set_result((live, True))
             self._dispatch(live)
+            live.release()
             return
         live.pending_replies.append(run.reply)
         self._rt.store.submit((task,), self._committed_callback(live))
@@ -468,7 +477,7 @@ class Supervisor(FastActor):
             live.timer = self._rt.scheduler.call_later(
                 timeout, lambda: _tell(ref, AttemptTimeout(live, token))
             )
-        TaskActor.start(
+        TaskActor.launch(
             live, token, self.actor_ref, fallback_error=live.last_error, fallback=fallback
         )
 
@@ -659,7 +668,7 @@ class Supervisor(FastActor):
         cancelled = msgspec.structs.replace(
             task, state="cancelled", error="cancelled", done_at=now_ms(), version=task.version + 1
         )
-        self._rt.store.submit((cancelled,), _log_unwritten)
+        self._rt.store.submit((cancelled,), log_unwritten)
         return count
 
     # -- recovery and shutdown ------------------------------------------------
@@ -741,12 +750,6 @@ class Supervisor(FastActor):
         Drain: _on_drain,
         LiveIds: _on_live_ids,
     }
-
-
-def _log_unwritten(error: BaseException | None) -> None:
-    """Commit callback of writes nobody waits for: log a failure."""
-    if error is not None:
-        log.error("a task snapshot could not be stored: %s", error)
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:

@@ -69,15 +69,19 @@ class TaskActor(PooledActor):
         self._fallback = fallback
         self._fallback_error = fallback_error
 
-    def on_start(self) -> None:
+    def _actor_loop(self) -> None:
+        # The whole life of the actor: one attempt, its outcome told, then
+        # stopped on this thread (no stop message through the inbox). Anything
+        # sent to it meanwhile is answered as to a dead actor.
         try:
             ended = self._run()
             self._supervisor.tell(ended)
         except pykka.ActorDeadError:
             log.warning("supervisor gone before task %s reported its outcome", self._live.id)
         finally:
-            # Stop at once, on this thread: no stop message through the inbox.
             self._stop()
+            if not self.actor_inbox.empty():
+                self._actor_loop_teardown()
 
     def _run(self) -> AttemptEnded:
         live = self._live

@@ -225,6 +225,9 @@ def id_of_key(key: bytes) -> str:
     return task_id
 
 
+_UNSTORABLE = (msgspec.DecodeError, msgspec.EncodeError, TypeError, ValueError, OverflowError)
+
+
 class Prepared(msgspec.Struct, gc=False):
     """A snapshot ready to write: its record, the task as readers will decode it, its keys."""
 
@@ -242,10 +245,16 @@ def prepare(task: Task, keys: bool = True) -> Prepared:
     With `keys=False` the index keys are left empty (computed later by the caller).
     """
     try:
-        record = encode_record(task)
-        decoded = decode_record(record)
+        record = _VERSION_BYTE + _encoder.encode(task)
+        decoded = _decoder.decode(memoryview(record)[1:])
         return Prepared(decoded, record, index_keys(decoded) if keys else {})
-    except (CorruptRecord, TypeError, ValueError, OverflowError, msgspec.EncodeError) as error:
+    except (
+        msgspec.DecodeError,
+        TypeError,
+        ValueError,
+        OverflowError,
+        msgspec.EncodeError,
+    ) as error:
         task_id = getattr(task, "id", None)
         raise StoreError(f"task {task_id!r} cannot be stored: {error}") from None
 

@@ -10,7 +10,16 @@ import time
 from collections.abc import Iterator, Sequence
 
 from ..model import Task
-from .base import CommitCallback, StoreError, TaskStore, decode_record, id_of_key, prepare_batches
+from .base import (
+    CommitCallback,
+    Prepared,
+    StoreError,
+    TaskStore,
+    decode_record,
+    id_of_key,
+    prepare,
+    prepare_batches,
+)
 from .indexes import INDEXES, index_keys
 from .sorted_keys import SortedKeys
 
@@ -52,7 +61,16 @@ class MemoryStore(TaskStore):
         if self._closed:
             raise StoreError("the task store is closed")
         started = time.perf_counter()
-        latest, ((_, error),) = prepare_batches([(tasks, callback)], keys=False)
+        error: BaseException | None = None
+        latest: dict[str, Prepared]
+        if len(tasks) == 1:
+            task = tasks[0]
+            try:
+                latest = {task.id: prepare(task, keys=False)}
+            except StoreError as failed:
+                latest, error = {}, failed
+        else:
+            latest, ((_, error),) = prepare_batches([(tasks, callback)], keys=False)
         with self._lock:
             for task_id, item in latest.items():
                 task = item.task
