@@ -144,6 +144,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+SUBMIT_BATCH = 100
+"""Tasks a submitting thread hands over per `submit_many` call (systems without a
+batch API submit them one by one)."""
+
+
 def run_batch(
     system: System, probe: Probe, spec: Spec, threads: int, timeout: float
 ) -> dict[str, Any]:
@@ -157,9 +162,10 @@ def run_batch(
     def submitter(index: int) -> None:
         mine = futures[index]
         barrier.wait()
+        chunk = chunks[index]
         try:
-            for i in chunks[index]:
-                mine.append(system.submit(spec.kind, i))
+            for start in range(0, len(chunk), SUBMIT_BATCH):
+                mine.extend(system.submit_many(spec.kind, chunk[start : start + SUBMIT_BATCH]))
         except BaseException as error:
             failures.append(error)
 

@@ -17,7 +17,16 @@ from prometheus_client import CollectorRegistry
 from .actors.live import LiveTask, Runtime, new_id, now_ms
 from .actors.reply import Reply, wait_reply
 from .actors.scheduler import Scheduler
-from .actors.supervisor import Cancel, Drain, LiveIds, Recover, Run, RunOutcome, Supervisor
+from .actors.supervisor import (
+    Cancel,
+    Drain,
+    LiveIds,
+    Recover,
+    Run,
+    RunMany,
+    RunOutcome,
+    Supervisor,
+)
 from .actors.trigger_bus import (
     Audience,
     CallbackSubscriber,
@@ -80,6 +89,27 @@ class TaskRun(Generic[R]):
     def done(self) -> bool:
         """Whether the task has ended."""
         return self._future.done()
+
+    def add_done_callback(self, fn: Callable[[TaskRun[R]], None]) -> None:
+        """Call `fn(run)` once the task has ended (at once if it has).
+
+        `fn` runs on the service's thread that ended the task: keep it short,
+        and read the outcome with `run.result(0)`. Exceptions it raises are logged.
+        """
+        self._future.add_done_callback(lambda _reply: fn(self))
+
+    def as_future(self) -> concurrent.futures.Future[R]:
+        """The result as a `concurrent.futures.Future` (for `concurrent.futures.wait`)."""
+        future: concurrent.futures.Future[R] = concurrent.futures.Future()
+
+        def settle(reply: Reply[Any]) -> None:
+            try:
+                future.set_result(reply.result(0))
+            except BaseException as error:
+                future.set_exception(error)
+
+        self._future.add_done_callback(settle)
+        return future
 
     def __await__(self) -> Generator[Any, None, R]:
         return wait_reply(self._future).__await__()
@@ -282,8 +312,9 @@ class TaskService:
             self._prepare(definition, props, cause_type, cause, expire=expire, client=client)
             for definition, props, cause_type, cause in runs
         ]
-        for run in prepared:
-            self._hand_over(run)
+        if not prepared:
+            return []
+        self._hand_over(RunMany(prepared))
         return [_task_run(run.reply.result(self._ack_timeout)) for run in prepared]
 
     async def run_async(
@@ -369,7 +400,7 @@ class TaskService:
             progress_factor=float(progress_factor),
         )
 
-    def _hand_over(self, run: Run) -> None:
+    def _hand_over(self, run: Run | RunMany) -> None:
         try:
             self.supervisor.tell(run)
         except pykka.ActorDeadError:

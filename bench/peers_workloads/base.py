@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, ClassVar, Literal
 
@@ -117,6 +117,10 @@ class System(ABC):
     @abstractmethod
     def submit(self, kind: Kind, i: int) -> Future[Any]:
         """Enqueue task `i` of `kind`; the future resolves when it has finished."""
+
+    def submit_many(self, kind: Kind, items: Sequence[int]) -> list[Future[Any]]:
+        """`submit` for several tasks at once; systems with a batch API override it."""
+        return [self.submit(kind, i) for i in items]
 
     @abstractmethod
     def stop(self) -> None:

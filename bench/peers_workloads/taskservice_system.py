@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,7 +20,7 @@ _causes = itertools.count()
 class TaskServiceSystem(System):
     """`TaskService.start(durability=mode, max_concurrency=8)` on a fresh LMDB store per run.
 
-    Completion: the `TaskRun`'s own future (`run._future`), resolved when the
+    Completion: `run.as_future()`, resolved when the
     terminal state is committed (fsynced in durable mode). Every task of a run
     shares one cause, so equal props are reused by hash.
     """
@@ -30,20 +31,22 @@ class TaskServiceSystem(System):
     shared_thread_prefixes: ClassVar[tuple[str, ...]] = ("taskservice-task",)
     """`PooledActor.pool`: one elastic pool per process; idle threads end after 30 s."""
     notes = {
-        "completion": "the TaskRun future (`run._future`, add_done_callback): terminal state "
-        "committed",
+        "completion": "`run.as_future()`: resolved when the terminal state is committed",
         "progress": "`ctx.progress(k, 100)` x100 (stored and published at most every 400 ms "
         "per task, and once at the end)",
         "retry": "`max_retries=2` (attempts in total), `retry_delay=lambda n: 0`",
         "dedup": "built in: same definition + props in the same cause is reused by hash "
         "(joined while running, result returned once done)",
         "setup": "`TaskService.start(path=<tmp>, durability=..., max_concurrency=8)`, "
-        "one fresh store per run; `run()` called from 8 threads",
+        "one fresh store per run; 8 threads submit with `run_many` in batches of 100 "
+        "(the `run() each` row: one `run()` per task)",
     }
 
-    def __init__(self, durability: str) -> None:
+    def __init__(self, durability: str, per_run: bool = False) -> None:
         self.durability = durability
-        self.label = f"taskservice {durability}"
+        self.per_run = per_run
+        """Submit with one `run()` per task even where `run_many` could batch them."""
+        self.label = f"taskservice {durability}" + (" (run() each)" if per_run else "")
         self._service: TaskService | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._definitions: dict[str, TaskDefinition[Any, Any]] = {}
@@ -79,8 +82,16 @@ class TaskServiceSystem(System):
     def submit(self, kind: Kind, i: int) -> Future[Any]:
         assert self._service is not None
         run = self._service.run(self._definitions[kind], {"i": i}, "bench", self._cause)
-        future: Future[Any] = run._future
-        return future
+        return run.as_future()
+
+    def submit_many(self, kind: Kind, items: Sequence[int]) -> list[Future[Any]]:
+        if self.per_run:
+            return [self.submit(kind, i) for i in items]
+        assert self._service is not None
+        definition = self._definitions[kind]
+        cause = self._cause
+        runs = self._service.run_many([(definition, {"i": i}, "bench", cause) for i in items])
+        return [run.as_future() for run in runs]
 
     def stop(self) -> None:
         if self._service is not None:

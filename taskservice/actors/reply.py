@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 __all__ = ["Reply", "wait_reply"]
+
+log = logging.getLogger("taskservice")
 
 T = TypeVar("T")
 
@@ -53,7 +56,13 @@ class Reply(Generic[T]):
             callbacks, self._callbacks = self._callbacks, None
         self._gate.release()
         for callback in callbacks or ():
+            self._call(callback)
+
+    def _call(self, callback: Callable[[Reply[T]], None]) -> None:
+        try:
             callback(self)
+        except Exception:
+            log.exception("a Reply callback failed")
 
     def add_done_callback(self, callback: Callable[[Reply[T]], None]) -> None:
         """Call `callback(self)` once set (at once, here, if it already is)."""
@@ -64,7 +73,7 @@ class Reply(Generic[T]):
                 else:
                     self._callbacks.append(callback)
                 return
-        callback(self)
+        self._call(callback)
 
     def result(self, timeout: float | None = None) -> T:
         """Wait for the answer; return the value or raise the exception."""

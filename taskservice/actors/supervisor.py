@@ -44,7 +44,7 @@ from .pool import FastActor
 from .reply import Reply
 from .task_actor import AttemptEnded, TaskActor
 
-__all__ = ["Run", "RunOutcome", "Supervisor"]
+__all__ = ["Run", "RunMany", "RunOutcome", "Supervisor"]
 
 log = logging.getLogger("taskservice.supervisor")
 
@@ -66,6 +66,13 @@ class Run:
     reply: Reply[RunOutcome]
     parent: LiveTask | None = None
     progress_factor: float = 1.0
+
+
+@dataclass(slots=True)
+class RunMany:
+    """Internal: several run requests in one message (`service.run_many`)."""
+
+    runs: list[Run]
 
 
 @dataclass(slots=True)
@@ -370,6 +377,16 @@ class Supervisor(FastActor):
             return
         live.pending_replies.append(run.reply)
         self._rt.store.submit((task,), self._committed_callback(live))
+
+    def _on_run_many(self, message: RunMany) -> None:
+        on_run = self._on_run
+        for run in message.runs:
+            try:
+                on_run(run)
+            except Exception as error:  # one bad run must not take the others down
+                log.exception("run of %s failed", run.definition.name)
+                if not run.reply.done():
+                    run.reply.set_exception(error)
 
     def _adopt(self, live: LiveTask, run: Run) -> None:
         """A subtask joined by another parent reports progress to the first one only."""
@@ -739,6 +756,7 @@ class Supervisor(FastActor):
     _handlers: dict[type, Callable[[Supervisor, Any], Any]] = {
         RunTask: _on_run_task,
         Run: _on_run,
+        RunMany: _on_run_many,
         Committed: _on_committed,
         AttemptEnded: _on_attempt_ended,
         AttemptTimeout: _on_attempt_timeout,

@@ -258,3 +258,54 @@ def test_run_many_starts_all_and_validates_all_first(services: Services) -> None
         )
     assert service.store.count() == count  # nothing started: the bad run was found first
     assert sorted(calls) == list(range(20))
+
+
+def test_run_many_of_nothing_returns_nothing(services: Services) -> None:
+    service = services([TaskDefinition("echo", echo)])
+    assert service.run_many([]) == []
+
+
+def test_done_callbacks_and_concurrent_future(services: Services) -> None:
+    import concurrent.futures
+
+    gate = threading.Event()
+
+    def gated(props: dict[str, Any], ctx: TaskContext, emit: Any) -> int:
+        assert gate.wait(10)
+        if props["n"] < 0:
+            raise TaskNoRetry("negative")
+        return int(props["n"]) + 1
+
+    definition = TaskDefinition("gated", gated)
+    service = services([definition])
+    good = service.run(definition, {"n": 1}, "cb", "c1")
+    bad = service.run(definition, {"n": -1}, "cb", "c1")
+    seen: list[tuple[str, bool]] = []
+    ended = threading.Event()
+
+    def note(run: TaskRun[Any]) -> None:
+        seen.append((run.task, run.done()))
+        if len(seen) == 2:
+            ended.set()
+
+    good.add_done_callback(note)
+    bad.add_done_callback(note)
+
+    def broken(run: TaskRun[Any]) -> None:
+        raise RuntimeError("a callback that fails is logged, not raised into the service")
+
+    good.add_done_callback(broken)
+    futures = [good.as_future(), bad.as_future()]
+    assert seen == []  # neither has ended: the gate holds both
+    gate.set()
+    done, pending = concurrent.futures.wait(futures, timeout=10)
+    assert not pending and len(done) == 2
+    assert futures[0].result() == 2
+    with pytest.raises(TaskFailed):
+        futures[1].result()
+    assert ended.wait(10)
+    assert sorted(seen) == sorted([(good.task, True), (bad.task, True)])
+    late: list[str] = []
+    good.add_done_callback(lambda run: late.append(run.task))  # already ended: called at once
+    assert late == [good.task]
+    assert service.run(definition, {"n": 5}, "cb", "c2").result(timeout=10) == 6
