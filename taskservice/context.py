@@ -51,7 +51,14 @@ class TaskContext:
         # Not the token: a timed-out or cancelled attempt also advances the token.
         self.attempt: int = len(snapshot.retries) + 1
         """1 for the first attempt, 2 for the first retry, ..."""
-        self.task = TaskHandle(self)
+        self._handle: TaskHandle | None = None
+
+    @property
+    def task(self) -> TaskHandle:
+        """The running task's id and the calls that act on it (`ctx.task.progress`...)."""
+        if self._handle is None:
+            self._handle = TaskHandle(self)  # made on first use: most tasks never ask
+        return self._handle
 
     @property
     def cancelled(self) -> bool:

@@ -108,13 +108,14 @@ class TaskActor(PooledActor):
                 result = definition.fallback(props, ctx, error_in)
             else:
                 result = definition.execute(props, ctx, ctx.emit)
-            if inspect.isawaitable(result):
-                # An async execute runs on an event loop this actor owns for the attempt.
-                result = asyncio.run(_awaited(result))
-            try:
-                check_encodable(result, "result")
-            except PropsError as bad:
-                raise UnstorableResult(str(bad)) from None
+            if result is not None:
+                if inspect.isawaitable(result):
+                    # An async execute runs on an event loop this actor owns for the attempt.
+                    result = asyncio.run(_awaited(result))
+                try:
+                    check_encodable(result, "result")
+                except PropsError as bad:
+                    raise UnstorableResult(str(bad)) from None
         except BaseException as caught:
             error = caught
             stack = getattr(caught, "remote_stack", None) or traceback.format_exc()

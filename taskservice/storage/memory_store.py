@@ -99,20 +99,26 @@ class MemoryStore(TaskStore):
     def _apply_pending(self) -> None:
         """Bring the sorted indexes up to date (the lock is held)."""
         pending, self._pending = self._pending, {}
-        indexes = self._indexes
+        names = list(self._indexes)
+        added: dict[str, list[bytes]] = {name: [] for name in names}
+        removed: dict[str, list[bytes]] = {name: [] for name in names}
+        all_keys = self._keys
         for task_id, task in pending.items():
-            old_keys = self._keys.get(task_id, {})
+            old_keys = all_keys.get(task_id)
             new_keys = index_keys(task)
-            for name, keys in indexes.items():
-                old = old_keys.get(name)
+            for name in names:
                 new = new_keys[name]
+                old = old_keys.get(name) if old_keys is not None else None
                 if old == new:
                     continue
                 if old is not None:
-                    keys.discard(old)
+                    removed[name].append(old)
                 if new is not None:
-                    keys.add(new)
-            self._keys[task_id] = new_keys
+                    added[name].append(new)
+            all_keys[task_id] = new_keys
+        for name, keys in self._indexes.items():
+            keys.difference_update(removed[name])
+            keys.update(added[name])
 
     def delete(self, task_ids: Sequence[str]) -> int:
         deleted = 0
@@ -138,6 +144,8 @@ class MemoryStore(TaskStore):
         return None if record is None else decode_record(record)
 
     def find_by_cause_hash(self, cause_type: str, cause: str, hash: str) -> list[Task]:
+        if not self._by_hash.get((cause_type, cause, hash)):
+            return []  # the usual case, a new task: no lock needed for one dict read
         with self._lock:
             ids = sorted(self._by_hash.get((cause_type, cause, hash), ()))
             records = [self._tasks[task_id] for task_id in ids]

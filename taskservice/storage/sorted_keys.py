@@ -68,6 +68,67 @@ class SortedKeys:
             del self._chunks[at]
             del self._maxes[at]
 
+    def update(self, keys: list[bytes]) -> None:
+        """Insert many keys at once (those present are kept once)."""
+        if not keys:
+            return
+        if not self._chunks:
+            self._rebuild(sorted(set(keys)))
+            return
+        maxes = self._maxes
+        last = len(maxes) - 1
+        groups: dict[int, list[bytes]] = {}
+        for key in keys:
+            at = bisect.bisect_left(maxes, key)
+            if at > last:
+                at = last
+            group = groups.get(at)
+            if group is None:
+                groups[at] = [key]
+            else:
+                group.append(key)
+        # From the last chunk down: splitting one leaves the indexes below valid.
+        for at in sorted(groups, reverse=True):
+            chunk = self._chunks[at]
+            merged = sorted(set(chunk).union(groups[at]))
+            self._size += len(merged) - len(chunk)
+            pieces = _split(merged)
+            self._chunks[at : at + 1] = pieces
+            self._maxes[at : at + 1] = [piece[-1] for piece in pieces]
+
+    def difference_update(self, keys: list[bytes]) -> None:
+        """Remove many keys at once (those absent are ignored)."""
+        if not keys or not self._chunks:
+            return
+        maxes = self._maxes
+        last = len(maxes)
+        groups: dict[int, set[bytes]] = {}
+        for key in keys:
+            at = bisect.bisect_left(maxes, key)
+            if at == last:
+                continue
+            group = groups.get(at)
+            if group is None:
+                groups[at] = {key}
+            else:
+                group.add(key)
+        for at in sorted(groups, reverse=True):
+            chunk = self._chunks[at]
+            gone = groups[at]
+            kept = [key for key in chunk if key not in gone]
+            self._size -= len(chunk) - len(kept)
+            if kept:
+                self._chunks[at] = kept
+                self._maxes[at] = kept[-1]
+            else:
+                del self._chunks[at]
+                del self._maxes[at]
+
+    def _rebuild(self, ordered: list[bytes]) -> None:
+        self._chunks = _split(ordered)
+        self._maxes = [chunk[-1] for chunk in self._chunks]
+        self._size = len(ordered)
+
     def irange(self, low: bytes, high: bytes | None) -> Iterator[bytes]:
         """Keys in `[low, high)`, in order (do not change the set while iterating)."""
         at = bisect.bisect_left(self._maxes, low)
@@ -83,3 +144,11 @@ class SortedKeys:
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._chunks:
             yield from chunk
+
+
+def _split(ordered: list[bytes]) -> list[list[bytes]]:
+    """Sorted keys cut into chunks of at most `CHUNK` (half-full when cut)."""
+    if len(ordered) <= CHUNK:
+        return [ordered] if ordered else []
+    half = CHUNK // 2
+    return [ordered[at : at + half] for at in range(0, len(ordered), half)]
