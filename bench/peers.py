@@ -254,6 +254,12 @@ def run_latency(
         future.add_done_callback(completed)
 
     pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="peers-offer")
+    # Start every offering thread before the clock does: thread start-up in the
+    # first milliseconds would otherwise show up as every system's tail latency.
+    ready = threading.Barrier(threads + 1)
+    for _ in range(threads):
+        pool.submit(ready.wait, 10)
+    ready.wait(10)
     meter = CpuMeter()
     try:
         start = time.perf_counter() + 0.01
