@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pykka
+import pytest
 
 from taskservice import TaskContext, TaskDefinition, TaskEmitted, TaskStateChanged
+from taskservice.storage import Durability
 from tests.runtime.conftest import Services
 from tests.runtime.helpers import CountingMetrics, MessageLog, settle, wait_for
 
@@ -217,11 +219,21 @@ def test_a_slow_subscriber_does_not_stall_tasks(services: Services) -> None:
     release.set()
 
 
-def test_subscriber_sees_states_in_order_per_task(services: Services) -> None:
-    service = services([WORK])
+@pytest.mark.parametrize(
+    ("durability", "max_concurrency"),
+    [("durable", 32), ("batched", 32), ("memory", 32), ("memory", 1), ("batched", 1)],
+)
+def test_subscriber_sees_states_in_order_per_task(
+    services: Services, durability: Durability, max_concurrency: int
+) -> None:
+    # In batched and memory mode a task that starts at once has its created and
+    # running snapshots written as one; subscribers still get both (and queued
+    # tasks, with max_concurrency=1, have their created snapshot written alone).
+    service = services([WORK], durability=durability, max_concurrency=max_concurrency)
     log, recorder = services.recorder()
     service.subscribe(recorder, "*")
-    runs = [service.run(WORK, {"n": n}, "upload", "u1") for n in range(20)]
+    runs = service.run_many([(WORK, {"n": n}, "upload", "u1") for n in range(20)])
+    runs += [service.run(WORK, {"n": n}, "upload", "u2") for n in range(5)]
     for run in runs:
         run.result(timeout=5)
     settle(service, recorder)
@@ -229,7 +241,9 @@ def test_subscriber_sees_states_in_order_per_task(services: Services) -> None:
     for run in runs:
         messages = log.of_task(run.task)
         assert [m.task.state for m in messages] == ["created", "running", "done"]
-        assert [m.task.version for m in messages] == sorted(m.task.version for m in messages)
+        assert [m.task.version for m in messages] == [1, 2, 3]
+        stored = service.store.get(run.task)
+        assert stored is not None and stored.state == "done" and stored.version == 3
     seqs = [m.seq for m in log.snapshot()]
     assert seqs == sorted(seqs)
 
