@@ -15,6 +15,7 @@ from .indexes import index_keys
 from .keys import decode_key, encode_key, prefix_end
 
 __all__ = [
+    "Batches",
     "CommitCallback",
     "Durability",
     "StoreError",
@@ -31,6 +32,9 @@ Durability = Literal["durable", "batched", "memory"]
 
 CommitCallback = Callable[[BaseException | None], None]
 """Called once a submitted write is committed (None) or has failed (the error)."""
+
+Batches = Sequence[tuple[Sequence[Task], CommitCallback | None]]
+"""Several writes, each snapshots and the callback told when they are committed."""
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Task)
@@ -103,6 +107,15 @@ class TaskStore(abc.ABC):
     @abc.abstractmethod
     def submit(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
         """Queue snapshots for writing; `callback` runs once they are committed."""
+
+    def submit_batches(self, batches: Batches) -> None:
+        """`submit` for several batches at once: written together, failing alone.
+
+        A batch that cannot be stored fails (its callback gets the error)
+        without keeping the other batches from being written.
+        """
+        for tasks, callback in batches:
+            self.submit(tasks, callback)
 
     def put(self, *tasks: Task, timeout: float | None = 30.0) -> None:
         """Write snapshots and wait until they are committed (per durability)."""

@@ -115,13 +115,15 @@ class LmdbStore(TaskStore):
         self._gate = threading.Condition()
         self._readers = 0
         self._resizing = False
-        self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Batch | list[_Batch] | None] = queue.SimpleQueue()
         # Held while checking `_closed` and queueing, so nothing is queued
         # after the writer's stop sentinel (it would never be committed).
         self._submit_lock = threading.Lock()
         # Index keys of the last committed snapshot of unfinished tasks, so an
         # update need not decode the old record. Touched by the writer only.
         self._key_cache: dict[str, dict[str, bytes | None]] = {}
+        self._cached_versions: dict[str, int] = {}
+        """The version of each snapshot whose keys `_key_cache` holds."""
         self._closed = False
         self._writer: threading.Thread | None = None
         if not readonly:
@@ -250,6 +252,7 @@ class LmdbStore(TaskStore):
         with self._gated(), self.env.begin(write=True) as txn:
             txn.put(key, value, db=self._tasks)
         self._key_cache.pop(key.decode("utf-8", "replace"), None)
+        self._cached_versions.pop(key.decode("utf-8", "replace"), None)
 
     def map_info(self) -> tuple[int, int]:
         """(map size, bytes in use) of the environment."""
@@ -264,6 +267,14 @@ class LmdbStore(TaskStore):
             if self._closed:
                 raise StoreError("the task store is closed")
             self._queue.put(_Batch(tasks, callback))
+
+    def submit_batches(
+        self, batches: Sequence[tuple[Sequence[Task], CommitCallback | None]]
+    ) -> None:
+        with self._submit_lock:
+            if self._closed:
+                raise StoreError("the task store is closed")
+            self._queue.put([_Batch(tasks, callback) for tasks, callback in batches])
 
     def delete(self, task_ids: Sequence[str]) -> int:
         self.flush()
@@ -287,6 +298,7 @@ class LmdbStore(TaskStore):
                 deleted += 1
         for task_id in task_ids:
             self._key_cache.pop(task_id, None)
+            self._cached_versions.pop(task_id, None)
         return deleted
 
     def load(self, tasks: Iterable[Task], chunk: int = 10_000) -> None:
@@ -332,6 +344,8 @@ class LmdbStore(TaskStore):
             batches: list[_Batch] = []
             if first is None:
                 stop = True
+            elif isinstance(first, list):
+                batches.extend(first)
             else:
                 batches.append(first)
             if self._batch_seconds and self.durability == "batched" and not stop:
@@ -347,6 +361,8 @@ class LmdbStore(TaskStore):
                     break
                 if item is None:
                     stop = True
+                elif isinstance(item, list):
+                    batches.extend(item)
                 else:
                     batches.append(item)
             if batches:
@@ -411,19 +427,30 @@ class LmdbStore(TaskStore):
 
     def _write(self, tasks: dict[str, Prepared]) -> None:
         cache = self._key_cache
+        versions = self._cached_versions
+        stale: list[str] = []
         with self.env.begin(write=True) as txn:
             for task_id, item in tasks.items():
                 key = task_id.encode()
                 old_keys = cache.get(task_id)
-                if old_keys is None:
+                if old_keys is not None:
+                    if versions.get(task_id, 0) >= item.task.version:
+                        stale.append(task_id)  # a newer snapshot is already stored
+                        continue
+                else:
                     old_keys = {}
                     old_raw = txn.get(key, db=self._tasks)
                     if old_raw is not None:
                         try:
-                            old_keys = index_keys(decode_record(old_raw))
+                            previous = decode_record(old_raw)
                         except (CorruptRecord, ValueError, TypeError):
                             # The old keys are unknown: drop every entry naming this id.
                             self._drop_index_entries(txn, task_id)
+                        else:
+                            if previous.version >= item.task.version:
+                                stale.append(task_id)
+                                continue
+                            old_keys = index_keys(previous)
                 for name, db in self._indexes.items():
                     old = old_keys.get(name)
                     new = item.keys[name]
@@ -437,11 +464,17 @@ class LmdbStore(TaskStore):
         # Committed: remember the keys of unfinished tasks, forget finished ones.
         if len(cache) > _KEY_CACHE_LIMIT:
             cache.clear()  # only a cache: old keys are read from the records again
+            versions.clear()
+        for task_id in stale:
+            log.warning("task %s: kept a newer snapshot over an older one written late", task_id)
+            del tasks[task_id]
         for task_id, item in tasks.items():
             if item.task.is_terminal:
                 cache.pop(task_id, None)
+                versions.pop(task_id, None)
             else:
                 cache[task_id] = item.keys
+                versions[task_id] = item.task.version
 
     def _drop_index_entries(self, txn: Any, task_id: str) -> None:
         """Delete every index key ending with `task_id` (a full scan: repair only)."""

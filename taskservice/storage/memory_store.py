@@ -54,47 +54,71 @@ class MemoryStore(TaskStore):
         self._pending: dict[str, Task] = {}
         self._by_hash: dict[tuple[str, str, str], set[str]] = {}
         self._hash_of: dict[str, tuple[str, str, str]] = {}
+        self._versions: dict[str, int] = {}
         self._indexes: dict[str, SortedKeys] = {name: SortedKeys() for name in INDEXES}
         self._closed = False
 
     def submit(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
+        if len(tasks) != 1:
+            self.submit_batches(((tasks, callback),))
+            return
         if self._closed:
             raise StoreError("the task store is closed")
         started = time.perf_counter()
-        error: BaseException | None = None
-        latest: dict[str, Prepared]
-        if len(tasks) == 1:
-            task = tasks[0]
+        task = tasks[0]
+        try:
+            prepared = prepare(task, keys=False)
+        except StoreError as error:
+            if callback is not None:
+                callback(error)
+            return
+        with self._lock:
+            self._store(task.id, prepared)
+        self._record_commit(time.perf_counter() - started, 1)
+        hook = self.on_written
+        if hook is not None:
             try:
-                latest = {task.id: prepare(task, keys=False)}
-            except StoreError as failed:
-                latest, error = {}, failed
-        else:
-            latest, ((_, error),) = prepare_batches([(tasks, callback)], keys=False)
+                hook([task])
+            except Exception:
+                log.exception("on_written hook failed")
+        if callback is not None:
+            callback(None)
+
+    def submit_batches(
+        self, batches: Sequence[tuple[Sequence[Task], CommitCallback | None]]
+    ) -> None:
+        if self._closed:
+            raise StoreError("the task store is closed")
+        started = time.perf_counter()
+        latest, outcomes = prepare_batches(batches, keys=False)
         with self._lock:
             for task_id, item in latest.items():
-                task = item.task
-                self._tasks[task_id] = item.record
-                self._pending[task_id] = task
-                where = (task.cause_type, task.cause, task.hash)
-                old = self._hash_of.get(task_id)
-                if old != where:
-                    if old is not None:
-                        self._by_hash[old].discard(task_id)
-                    self._by_hash.setdefault(where, set()).add(task_id)
-                    self._hash_of[task_id] = where
-            if len(self._pending) > self.PENDING_LIMIT:
-                self._apply_pending()
-        if error is None:
-            self._record_commit(time.perf_counter() - started, len(latest))
-            hook = self.on_written
-            if hook is not None:
+                self._store(task_id, item)
+        self._record_commit(time.perf_counter() - started, len(latest))
+        self._report_written(batches, outcomes)
+        for callback, error in outcomes:
+            if callback is not None:
                 try:
-                    hook(list(tasks))
+                    callback(error)
                 except Exception:
-                    log.exception("on_written hook failed")
-        if callback is not None:
-            callback(error)
+                    log.exception("commit callback failed")
+
+    def _store(self, task_id: str, item: Prepared) -> None:
+        """Keep one prepared snapshot unless a newer one is stored (the lock is held)."""
+        task = item.task
+        version = self._versions.get(task_id)
+        if version is not None and version >= task.version:
+            log.warning("task %s: kept a newer snapshot over an older one written late", task_id)
+            return
+        self._versions[task_id] = task.version
+        self._tasks[task_id] = item.record
+        self._pending[task_id] = task
+        if version is None:
+            where = (task.cause_type, task.cause, task.hash)
+            self._by_hash.setdefault(where, set()).add(task_id)
+            self._hash_of[task_id] = where
+        if len(self._pending) > self.PENDING_LIMIT:
+            self._apply_pending()
 
     def _apply_pending(self) -> None:
         """Bring the sorted indexes up to date (the lock is held)."""
@@ -128,6 +152,7 @@ class MemoryStore(TaskStore):
             for task_id in task_ids:
                 if self._tasks.pop(task_id, None) is None:
                     continue
+                self._versions.pop(task_id, None)
                 deleted += 1
                 for name, key in self._keys.pop(task_id, {}).items():
                     if key is not None:

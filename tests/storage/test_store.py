@@ -671,6 +671,48 @@ def test_failed_batch_does_not_fail_its_group_commit(lmdb_store: LmdbStore) -> N
     assert_indexes_consistent(store)
 
 
+def test_submit_batches_fail_alone_and_keep_their_order(store: TaskStore) -> None:
+    outcomes: dict[str, BaseException | None] = {}
+    done = threading.Event()
+
+    def record(name: str) -> Callable[[BaseException | None], None]:
+        def callback(error: BaseException | None) -> None:
+            outcomes[name] = error
+            if len(outcomes) == 3:
+                done.set()
+
+        return callback
+
+    created = make_task("t1")
+    running = make_task("t1", state="running", started_at=2_000, version=2)
+    store.submit_batches(
+        [
+            ((created,), record("created")),
+            ((make_task("bad", result=object()),), record("bad")),
+            ((running,), record("running")),
+        ]
+    )
+    assert done.wait(30)
+    assert outcomes["created"] is None and outcomes["running"] is None
+    assert isinstance(outcomes["bad"], StoreError)
+    store.flush()
+    assert store.get("t1") == running
+    assert store.get("bad") is None
+    assert_indexes_consistent(store)
+
+
+def test_an_older_snapshot_written_late_never_replaces_a_newer_one(store: TaskStore) -> None:
+    first = make_task("t1")
+    store.put(first)
+    done = make_task("t1", state="done", started_at=2_000, version=3)
+    store.put(done)
+    store.put(make_task("t1", state="running", started_at=2_000, version=2))  # late
+    assert store.get("t1") == done
+    assert_indexes_consistent(store)
+    [found] = store.find_by_cause_hash("upload", "u1", "h0")
+    assert found == done
+
+
 # -- files and lifecycle --------------------------------------------------------
 
 
