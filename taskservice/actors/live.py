@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..model import Progress, Task
-from ..storage.base import CommitCallback, TaskStore
+from ..storage.base import TaskStore
 from .reply import Reply
 from .scheduler import Scheduler, Timer
 
@@ -88,6 +88,7 @@ class LiveTask:
         "children",
         "committed",
         "definition",
+        "held",
         "holds_slot",
         "last_error",
         "lock",
@@ -97,7 +98,6 @@ class LiveTask:
         "queued_at",
         "result",
         "runtime",
-        "staged",
         "task",
         "timer",
     )
@@ -138,7 +138,7 @@ class LiveTask:
         self._last_emit = 0.0
         self._dirty = False
         self._flush_timer: Timer | None = None
-        self.staged: list[tuple[tuple[Task], CommitCallback]] | None = None
+        self.held: Task | None = None
 
     @property
     def id(self) -> str:
@@ -152,37 +152,32 @@ class LiveTask:
         with self.lock:
             task = msgspec.structs.replace(self.task, version=self.task.version + 1, **changes)
             self.task = task
-            staged = self.staged
-            if staged:
-                # Staged snapshots go first, in the same call: the store sees them in order.
-                self.staged = None
-                staged.append(((task,), on_commit or log_unwritten))
-                self.runtime.store.submit_batches(staged)
+            held = self.held
+            if held is not None:
+                # One write for both: the store encodes the newest, publishes both.
+                self.held = None
+                self.runtime.store.submit((held, task), on_commit or log_unwritten)
             else:
                 self.runtime.store.submit((task,), on_commit or log_unwritten)
         return task
 
-    def stage(
-        self, on_commit: Callable[[BaseException | None], None] | None = None, **changes: Any
-    ) -> Task:
-        """Change the snapshot now; it is written by `take_staged`'s caller (the
-        supervisor, once it has handled the messages waiting for it) or by the
-        next `update`, whichever comes first."""
-        with self.lock:
-            task = msgspec.structs.replace(self.task, version=self.task.version + 1, **changes)
-            self.task = task
-            batch = ((task,), on_commit or log_unwritten)
-            if self.staged is None:
-                self.staged = [batch]
-            else:
-                self.staged.append(batch)
-        return task
+    def hold(self, task: Task) -> None:
+        """Make `task` the snapshot, written with the next `update` or `release`.
 
-    def take_staged(self) -> list[tuple[tuple[Task], CommitCallback]] | None:
-        """The staged snapshots not written yet, oldest first; they are the caller's to write."""
+        For a snapshot nobody waits to see committed (a new task in batched or
+        memory mode that starts at once): two writes become one.
+        """
         with self.lock:
-            staged, self.staged = self.staged, None
-        return staged
+            self.task = task
+            self.held = task
+
+    def release(self) -> None:
+        """Write the held snapshot now, if it was not written with an update."""
+        with self.lock:
+            held = self.held
+            if held is not None:
+                self.held = None
+                self.runtime.store.submit((held,), log_unwritten)
 
     # -- progress -------------------------------------------------------------
 

@@ -175,10 +175,6 @@ class Mailbag:
         return items
 
 
-_FLUSH_EVERY = 256
-"""Messages handled at most before staged snapshots are submitted and attempts started."""
-
-
 class AttemptTimedOut(Exception):
     """An attempt ran longer than the definition's `timeout`."""
 
@@ -233,10 +229,6 @@ class Supervisor(FastActor):
         self._stopping = False
         self._drain: Drain | None = None
         self._mailbag = Mailbag(self.actor_ref)
-        self._dirty: list[LiveTask] = []
-        """Tasks with staged snapshots, written by the next `_flush`."""
-        self._launches: list[tuple[LiveTask, int, bool, BaseException | None]] = []
-        """Attempts to start once the staged snapshots are submitted."""
 
     # -- the actor loop: like pykka's, plus replies given later ---------------
 
@@ -244,15 +236,8 @@ class Supervisor(FastActor):
         inbox = self.actor_inbox
         handlers = self._handlers
         stopped = self.actor_stopped
-        handled = 0
         while not stopped.is_set():
-            if (self._dirty or self._launches or self._drain) and (
-                handled >= _FLUSH_EVERY or inbox.empty()
-            ):
-                handled = 0
-                self._flush()
             envelope = inbox.get()
-            handled += 1
             message = envelope.message
             handler = handlers.get(type(message))
             try:
@@ -361,7 +346,7 @@ class Supervisor(FastActor):
             live = LiveTask(stored, definition, self._rt, run.parent, run.progress_factor)
             self._register(live)
             live.pending_replies.append(run.reply)
-            self._stage(live, self._committed_callback(live), state="created")
+            live.update(on_commit=self._committed_callback(live), state="created")
             return
         parent = run.parent
         task = Task(
@@ -384,15 +369,14 @@ class Supervisor(FastActor):
         if self._rt.store.durability != "durable":
             # Acknowledged before the commit (that is what batched and memory
             # trade for speed): start at once; a failed commit is logged.
-            # Written at the end of this batch of messages, with the running
-            # snapshot when it starts at once (one encode for both).
-            self._stage_new(live, log_unwritten)
+            live.hold(task)  # written with the running snapshot when it starts now
             live.committed = True
             run.reply.set_result((live, True))
             self._dispatch(live)
+            live.release()
             return
         live.pending_replies.append(run.reply)
-        self._stage_new(live, self._committed_callback(live))
+        self._rt.store.submit((task,), self._committed_callback(live))
 
     def _on_run_many(self, message: RunMany) -> None:
         on_run = self._on_run
@@ -403,57 +387,6 @@ class Supervisor(FastActor):
                 log.exception("run of %s failed", run.definition.name)
                 if not run.reply.done():
                     run.reply.set_exception(error)
-
-    # -- writes: staged while messages wait, submitted together -------------------
-
-    def _stage(
-        self,
-        live: LiveTask,
-        on_commit: Callable[[BaseException | None], None] | None = None,
-        **changes: Any,
-    ) -> Task:
-        """Change a task's snapshot; it is written with the others at the next flush."""
-        if live.staged is None:
-            self._dirty.append(live)
-        return live.stage(on_commit, **changes)
-
-    def _stage_new(self, live: LiveTask, on_commit: Callable[[BaseException | None], None]) -> None:
-        """Stage a new task's first snapshot (already `live.task`)."""
-        batch = ((live.task,), on_commit)
-        with live.lock:
-            if live.staged is None:
-                live.staged = [batch]
-                self._dirty.append(live)
-            else:
-                live.staged.append(batch)
-
-    def _flush(self, launch: bool = True) -> None:
-        """Submit every staged snapshot in one store call, then start the attempts waiting."""
-        dirty, self._dirty = self._dirty, []
-        batches: list[tuple[tuple[Task], Callable[[BaseException | None], None]]] = []
-        for live in dirty:
-            staged = live.take_staged()
-            if staged:
-                batches.extend(staged)
-        if batches:
-            try:
-                self._rt.store.submit_batches(batches)
-            except StoreError as error:
-                for _, callback in batches:
-                    try:
-                        callback(error)
-                    except Exception:
-                        log.exception("commit callback failed")
-        if not launch:
-            return
-        launches, self._launches = self._launches, []
-        ref = self.actor_ref
-        for live, token, fallback, last_error in launches:
-            TaskActor.launch(live, token, ref, fallback_error=last_error, fallback=fallback)
-        if self._drain is not None and not self._running:
-            # Stopping: the last attempt has ended and its writes are submitted.
-            self._drain.reply.set_result(None)
-            self._drain = None
 
     def _adopt(self, live: LiveTask, run: Run) -> None:
         """A subtask joined by another parent reports progress to the first one only."""
@@ -535,7 +468,7 @@ class Supervisor(FastActor):
         else:
             live.queued_at = time.monotonic()
             if live.task.state == "running":
-                self._stage(live, state="created")  # resumed, waiting for a slot
+                live.update(state="created")  # resumed, waiting for a slot
             self._queue.append(live)
             self._rt.metrics.queued(len(self._queue))
 
@@ -551,19 +484,19 @@ class Supervisor(FastActor):
         self._running.add(live)
         self._rt.metrics.running_changed(name, 1)
         if fallback:
-            self._stage(live, state="fallback", **changes)
+            live.update(state="fallback", **changes)
         else:
             self._rt.metrics.attempt_started(name, wait)
-            self._stage(live, state="running", started_at=now_ms())
+            live.update(state="running", started_at=now_ms())
         timeout = live.definition.timeout
         if timeout is not None:
             ref = self.actor_ref
             live.timer = self._rt.scheduler.call_later(
                 timeout, lambda: _tell(ref, AttemptTimeout(live, token))
             )
-        # Started once this batch of messages is handled and its writes are
-        # submitted: until then no other thread touches the task's snapshots.
-        self._launches.append((live, token, fallback, live.last_error))
+        TaskActor.launch(
+            live, token, self.actor_ref, fallback_error=live.last_error, fallback=fallback
+        )
 
     def _end_attempt(self, live: LiveTask) -> None:
         """Release what a running attempt holds: its slot, its timer."""
@@ -577,6 +510,9 @@ class Supervisor(FastActor):
             live.holds_slot = False
             self._slots_used -= 1
             self._fill_slots()
+        if self._drain is not None and not self._running:
+            self._drain.reply.set_result(None)
+            self._drain = None
 
     def _fill_slots(self) -> None:
         while self._queue and self._slots_used < self._max_concurrency and not self._stopping:
@@ -634,10 +570,10 @@ class Supervisor(FastActor):
         if not no_retry:
             if self._stopping:
                 # Not retried now: stored as retrying, resumed by the next start.
-                self._stage(live, state="retrying", retries=retries, error=text)
+                live.update(state="retrying", retries=retries, error=text)
                 return
             delay = _retry_delay(definition, len(retries) - 1)
-            self._stage(live, state="retrying", retries=retries, error=text)
+            live.update(state="retrying", retries=retries, error=text)
             self._rt.metrics.task_retried(definition.name)
             ref = self.actor_ref
             live.timer = self._rt.scheduler.call_later(
@@ -647,7 +583,7 @@ class Supervisor(FastActor):
         if definition.fallback is not None and not isinstance(error, TaskNoFallback):
             if self._stopping:
                 # The fallback runs at the next start (recovery resumes `fallback`).
-                self._stage(live, state="fallback", retries=retries, error=text)
+                live.update(state="fallback", retries=retries, error=text)
                 return
             self._start_attempt(live, fallback=True, retries=retries, error=text)
             return
@@ -683,8 +619,8 @@ class Supervisor(FastActor):
             else:
                 bag.post(Forget(live))
 
-        task = self._stage(
-            live, committed, state=state, done_at=now_ms(), progress=progress, **changes
+        task = live.update(
+            on_commit=committed, state=state, done_at=now_ms(), progress=progress, **changes
         )
         duration = (task.done_at or 0) - task.created_at
         self._rt.metrics.task_finished(task.name, state, duration / 1000.0)
@@ -716,7 +652,6 @@ class Supervisor(FastActor):
                 ):
                     if stored.id not in self._live:
                         count += self._cancel_stored(stored)
-        self._flush()  # committed (per durability) when the caller's cancel returns
         message.reply.set_result(count)
         return count
 
@@ -787,7 +722,6 @@ class Supervisor(FastActor):
                 len(unknown),
                 ", ".join(names),
             )
-        self._flush()
         message.reply.set_result(unknown)
 
     def _on_live_ids(self, message: LiveIds) -> None:
@@ -807,15 +741,13 @@ class Supervisor(FastActor):
         for live in self._live.values():
             if live not in self._running and not live.result.done():
                 live.result.set_exception(stopped)
-        message.running.extend(self._running)
-        self._drain = message
-        self._flush()  # replies at once if nothing runs, else once the last attempt ends
+        if self._running:
+            message.running.extend(self._running)
+            self._drain = message
+        else:
+            message.reply.set_result(None)
 
     def on_stop(self) -> None:
-        try:
-            self._flush(launch=False)  # the last writes go in before the store closes
-        except Exception:
-            log.exception("last writes of the supervisor failed")
         stopped = ServiceStopped("the task service stopped before this task finished")
         for live in self._live.values():
             if not live.result.done():
