@@ -38,6 +38,19 @@ class TaskContext:
     out — long-running code should check it (or call `check_cancelled`).
     """
 
+    __slots__ = (
+        "_attempt",
+        "_handle",
+        "_live",
+        "attempt",
+        "cause",
+        "cause_type",
+        "name",
+        "root",
+        "root_type",
+        "task_id",
+    )
+
     def __init__(self, live: LiveTask, attempt: int) -> None:
         self._live = live
         self._attempt = attempt

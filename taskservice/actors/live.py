@@ -69,6 +69,9 @@ class Runtime:
     supervisor: pykka.ActorRef[Any] | None = None
 
 
+_NO_PROGRESS: tuple[float, float, str | None, dict[str, Any]] = (0.0, 0.0, None, {})
+
+
 class LiveTask:
     """A task the supervisor is working on: its latest snapshot and run state.
 
@@ -127,6 +130,7 @@ class LiveTask:
         self.committed = False
         self.holds_slot = False
         self.pending_replies: list[Reply[Any]] = []
+        """Runs that joined the task before its created snapshot was committed."""
         self.last_error: BaseException | None = None
         self._own: tuple[float, float, str | None, dict[str, Any]] = (
             task.progress.current,
@@ -242,6 +246,15 @@ class LiveTask:
 
     def final_progress(self, complete: bool) -> Progress:
         """The progress stored with the terminal state; `complete` fills it up."""
+        if (
+            complete
+            and self.parent is None
+            and self._flush_timer is None
+            and not self._child_progress
+            and self._own == _NO_PROGRESS
+        ):
+            # The usual short task: nothing reported, nothing to aggregate.
+            return Progress(current=1.0, total=1.0)
         with self.lock:
             self._dirty = False
             if self._flush_timer is not None:

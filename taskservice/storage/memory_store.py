@@ -74,7 +74,9 @@ class MemoryStore(TaskStore):
             return
         with self._lock:
             self._store(task.id, prepared)
-        self._record_commit(time.perf_counter() - started, 1)
+            seconds = self._count_commit(started, 1)
+        if self.on_commit is not None:
+            self.on_commit(seconds, 1)
         hook = self.on_written
         if hook is not None:
             try:
@@ -94,7 +96,9 @@ class MemoryStore(TaskStore):
         with self._lock:
             for task_id, item in latest.items():
                 self._store(task_id, item)
-        self._record_commit(time.perf_counter() - started, len(latest))
+            seconds = self._count_commit(started, len(latest))
+        if self.on_commit is not None:
+            self.on_commit(seconds, len(latest))
         self._report_written(batches, outcomes)
         for callback, error in outcomes:
             if callback is not None:
@@ -102,6 +106,14 @@ class MemoryStore(TaskStore):
                     callback(error)
                 except Exception:
                     log.exception("commit callback failed")
+
+    def _count_commit(self, started: float, size: int) -> float:
+        """Count one applied write in `stats` (the lock is held); its duration."""
+        stats = self.stats
+        stats.commits += 1
+        stats.last_commit_seconds = seconds = time.perf_counter() - started
+        stats.last_batch_size = size
+        return seconds
 
     def _store(self, task_id: str, item: Prepared) -> None:
         """Keep one prepared snapshot unless a newer one is stored (the lock is held)."""
