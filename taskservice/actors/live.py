@@ -129,7 +129,7 @@ class LiveTask:
         self.queued_at: float | None = None
         self.committed = False
         self.holds_slot = False
-        self.pending_replies: list[Reply[Any]] = []
+        self.pending_replies: list[Reply[Any]] | None = None
         """Runs that joined the task before its created snapshot was committed."""
         self.last_error: BaseException | None = None
         self._own: tuple[float, float, str | None, dict[str, Any]] = (
@@ -143,6 +143,13 @@ class LiveTask:
         self._dirty = False
         self._flush_timer: Timer | None = None
         self.held: Task | None = None
+
+    def await_commit(self, reply: Reply[Any]) -> None:
+        """Answer `reply` once the created snapshot is committed (the supervisor does)."""
+        if self.pending_replies is None:
+            self.pending_replies = [reply]
+        else:
+            self.pending_replies.append(reply)
 
     @property
     def id(self) -> str:

@@ -93,13 +93,6 @@ class Committed:
 
 
 @dataclass(slots=True)
-class Forget:
-    """Internal: a task's terminal snapshot is committed; drop it from the registry."""
-
-    live: LiveTask
-
-
-@dataclass(slots=True)
 class RetryDue:
     """Internal: a retry timer fired."""
 
@@ -155,24 +148,36 @@ class Mailbag:
         self._ref = ref
         self._lock = threading.Lock()
         self._items: list[Any] = []
+        self._forget: list[LiveTask] = []
 
     def post(self, item: Any) -> bool:
-        """Add a message; False if the actor is gone."""
+        """Add a message (a `LiveTask`: its created snapshot is committed); False if
+        the actor is gone."""
         with self._lock:
             self._items.append(item)
-            ring = len(self._items) == 1
-        if ring:
-            try:
-                self._ref.tell(Collect(self))
-            except pykka.ActorDeadError:
-                return False
+            ring = len(self._items) + len(self._forget) == 1
+        return self._ring() if ring else True
+
+    def forget(self, live: LiveTask) -> bool:
+        """Ask for a task whose terminal snapshot is committed to leave the registry."""
+        with self._lock:
+            self._forget.append(live)
+            ring = len(self._items) + len(self._forget) == 1
+        return self._ring() if ring else True
+
+    def _ring(self) -> bool:
+        try:
+            self._ref.tell(Collect(self))
+        except pykka.ActorDeadError:
+            return False
         return True
 
-    def take(self) -> list[Any]:
-        """Everything posted since the last take."""
+    def take(self) -> tuple[list[Any], list[LiveTask]]:
+        """Everything posted since the last take, and the tasks to forget."""
         with self._lock:
             items, self._items = self._items, []
-        return items
+            forget, self._forget = self._forget, []
+        return items, forget
 
 
 class AttemptTimedOut(Exception):
@@ -334,7 +339,7 @@ class Supervisor(FastActor):
             if live.committed:
                 run.reply.set_result((live, False))
             else:
-                live.pending_replies.append(run.reply)
+                live.await_commit(run.reply)
             return
         stored = self._find_stored(key, run.props, expire, now)
         if stored is not None and stored.id not in self._live:
@@ -345,7 +350,7 @@ class Supervisor(FastActor):
             # Unfinished and not live (an interrupted subtask): run it again.
             live = LiveTask(stored, definition, self._rt, run.parent, run.progress_factor)
             self._register(live)
-            live.pending_replies.append(run.reply)
+            live.await_commit(run.reply)
             live.update(on_commit=self._committed_callback(live), state="created")
             return
         parent = run.parent
@@ -375,7 +380,7 @@ class Supervisor(FastActor):
             self._dispatch(live)
             live.release()
             return
-        live.pending_replies.append(run.reply)
+        live.await_commit(run.reply)
         self._rt.store.submit((task,), self._committed_callback(live))
 
     def _on_run_many(self, message: RunMany) -> None:
@@ -427,31 +432,33 @@ class Supervisor(FastActor):
             live.parent.children.pop(task.id, None)
 
     def _committed_callback(self, live: LiveTask) -> Callable[[BaseException | None], None]:
-        bag = self._mailbag
-
-        def committed(error: BaseException | None) -> None:
-            if not bag.post(Committed(live, error)) and not live.result.done():
-                live.result.set_exception(ServiceStopped("the task service stopped"))
-
-        return committed
+        return _CreatedCommitted(self._mailbag, live)
 
     def _on_collect(self, message: Collect) -> None:
         handlers = self._handlers
-        for item in message.bag.take():
-            handlers[type(item)](self, item)
+        items, forget = message.bag.take()
+        for live in forget:
+            self._unregister(live)
+        for item in items:
+            if type(item) is LiveTask:
+                self._created_committed(item, None)
+            else:
+                handlers[type(item)](self, item)
 
     def _on_committed(self, message: Committed) -> None:
-        live = message.live
+        self._created_committed(message.live, message.error)
+
+    def _created_committed(self, live: LiveTask, error: BaseException | None) -> None:
         live.committed = True
-        replies, live.pending_replies = live.pending_replies, []
-        if message.error is not None:
+        replies, live.pending_replies = live.pending_replies or (), None
+        if error is not None:
             self._unregister(live)
-            kind = type(message.error) if isinstance(message.error, StoreError) else StoreError
-            error = kind(f"task {live.id} could not be stored: {message.error}")
+            kind = type(error) if isinstance(error, StoreError) else StoreError
+            failure = kind(f"task {live.id} could not be stored: {error}")
             for reply in replies:
-                reply.set_exception(error)
+                reply.set_exception(failure)
             if not live.result.done():
-                live.result.set_exception(error)
+                live.result.set_exception(failure)
             return
         for index, reply in enumerate(replies):
             reply.set_result((live, index == 0))
@@ -597,36 +604,15 @@ class Supervisor(FastActor):
 
     def _finish(self, live: LiveTask, state: str, **changes: Any) -> None:
         progress = live.final_progress(complete=state in ("done", "fallbackDone"))
-        bag = self._mailbag
-        result_future = live.result
-        thread_id = threading.get_ident()
-
-        def committed(error: BaseException | None) -> None:
-            task = live.task
-            if not result_future.done():
-                if error is not None:
-                    result_future.set_exception(
-                        StoreError(f"task {task.id} ended but could not be stored: {error}")
-                    )
-                elif task.state in ("done", "fallbackDone"):
-                    result_future.set_result(task.result)
-                else:
-                    result_future.set_exception(
-                        TaskFailed(f"task {task.id} ({task.name}) {task.state}: {task.error}", task)
-                    )
-            if threading.get_ident() == thread_id:
-                self._unregister(live)  # committed inline (memory mode): no message needed
-            else:
-                bag.post(Forget(live))
-
         task = live.update(
-            on_commit=committed, state=state, done_at=now_ms(), progress=progress, **changes
+            on_commit=_Ended(self, live, threading.get_ident()),
+            state=state,
+            done_at=now_ms(),
+            progress=progress,
+            **changes,
         )
         duration = (task.done_at or 0) - task.created_at
         self._rt.metrics.task_finished(task.name, state, duration / 1000.0)
-
-    def _on_forget(self, message: Forget) -> None:
-        self._unregister(message.live)
 
     # -- cancel ---------------------------------------------------------------
 
@@ -761,13 +747,61 @@ class Supervisor(FastActor):
         AttemptEnded: _on_attempt_ended,
         AttemptTimeout: _on_attempt_timeout,
         RetryDue: _on_retry_due,
-        Forget: _on_forget,
         Collect: _on_collect,
         Cancel: _on_cancel,
         Recover: _on_recover,
         Drain: _on_drain,
         LiveIds: _on_live_ids,
     }
+
+
+class _CreatedCommitted:
+    """Commit callback of a created snapshot: tells the supervisor (through its bag)."""
+
+    __slots__ = ("bag", "live")
+
+    def __init__(self, bag: Mailbag, live: LiveTask) -> None:
+        self.bag = bag
+        self.live = live
+
+    def __call__(self, error: BaseException | None) -> None:
+        live = self.live
+        posted = self.bag.post(live if error is None else Committed(live, error))
+        if not posted and not live.result.done():
+            live.result.set_exception(ServiceStopped("the task service stopped"))
+
+
+class _Ended:
+    """Commit callback of a terminal snapshot: resolves the result, then the
+    task leaves the registry (at once when committed on the supervisor's thread)."""
+
+    __slots__ = ("live", "supervisor", "thread_id")
+
+    def __init__(self, supervisor: Supervisor, live: LiveTask, thread_id: int) -> None:
+        self.supervisor = supervisor
+        self.live = live
+        self.thread_id = thread_id
+
+    def __call__(self, error: BaseException | None) -> None:
+        live = self.live
+        task = live.task
+        result = live.result
+        if not result.done():
+            if error is not None:
+                result.set_exception(
+                    StoreError(f"task {task.id} ended but could not be stored: {error}")
+                )
+            elif task.state in ("done", "fallbackDone"):
+                result.set_result(task.result)
+            else:
+                result.set_exception(
+                    TaskFailed(f"task {task.id} ({task.name}) {task.state}: {task.error}", task)
+                )
+        supervisor = self.supervisor
+        if threading.get_ident() == self.thread_id:
+            supervisor._unregister(live)  # committed inline (memory mode): no message needed
+        else:
+            supervisor._mailbag.forget(live)
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:

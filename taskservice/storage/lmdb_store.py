@@ -41,12 +41,8 @@ _SYNC_EVERY = 1.0  # seconds between background fsyncs in batched mode
 _KEY_CACHE_LIMIT = 200_000  # unfinished tasks whose index keys the writer remembers
 
 
-class _Batch:
-    __slots__ = ("callback", "tasks")
-
-    def __init__(self, tasks: Sequence[Task], callback: CommitCallback | None) -> None:
-        self.tasks = tasks
-        self.callback = callback
+_Batch = tuple[Sequence[Task], CommitCallback | None]
+"""One submitted write: its snapshots and its callback."""
 
 
 class LmdbStore(TaskStore):
@@ -266,7 +262,7 @@ class LmdbStore(TaskStore):
         with self._submit_lock:
             if self._closed:
                 raise StoreError("the task store is closed")
-            self._queue.put(_Batch(tasks, callback))
+            self._queue.put((tasks, callback))
 
     def submit_batches(
         self, batches: Sequence[tuple[Sequence[Task], CommitCallback | None]]
@@ -274,7 +270,7 @@ class LmdbStore(TaskStore):
         with self._submit_lock:
             if self._closed:
                 raise StoreError("the task store is closed")
-            self._queue.put([_Batch(tasks, callback) for tasks, callback in batches])
+            self._queue.put(list(batches))
 
     def delete(self, task_ids: Sequence[str]) -> int:
         self.flush()
@@ -385,14 +381,14 @@ class LmdbStore(TaskStore):
     def _commit(self, batches: list[_Batch]) -> None:
         started = time.perf_counter()
         outcomes: list[tuple[CommitCallback | None, BaseException | None]] = []
-        pairs = [(batch.tasks, batch.callback) for batch in batches]
+        pairs = batches
         try:
             tasks, outcomes = prepare_batches(pairs)
             error = self._write_growing(tasks)
         except Exception as other:  # never let the writer thread die
             error = StoreError(f"commit to task store {self.path!r} failed: {other!r}")
             log.exception("commit failed")
-            outcomes = [(batch.callback, None) for batch in batches]
+            outcomes = [(callback, None) for _, callback in batches]
             tasks = {}
         if error is None:
             self._record_commit(time.perf_counter() - started, len(tasks))
