@@ -13,6 +13,9 @@ __all__ = ["Reply", "wait_reply"]
 
 log = logging.getLogger("taskservice")
 
+_callbacks_lock = threading.Lock()
+"""Guards `done` and the callbacks of every Reply: held for a few instructions."""
+
 T = TypeVar("T")
 
 
@@ -23,12 +26,11 @@ class Reply(Generic[T]):
     the hot path. `add_done_callback` runs callbacks once the reply is set.
     """
 
-    __slots__ = ("_callbacks", "_done", "_error", "_gate", "_lock", "_value")
+    __slots__ = ("_callbacks", "_done", "_error", "_gate", "_value")
 
     def __init__(self) -> None:
         self._gate = threading.Lock()
         self._gate.acquire()
-        self._lock = threading.Lock()
         self._done = False
         self._value: T | None = None
         self._error: BaseException | None = None
@@ -49,7 +51,7 @@ class Reply(Generic[T]):
         self._finish()
 
     def _finish(self) -> None:
-        with self._lock:
+        with _callbacks_lock:
             if self._done:
                 raise RuntimeError("a Reply is set only once")
             self._done = True
@@ -66,7 +68,7 @@ class Reply(Generic[T]):
 
     def add_done_callback(self, callback: Callable[[Reply[T]], None]) -> None:
         """Call `callback(self)` once set (at once, here, if it already is)."""
-        with self._lock:
+        with _callbacks_lock:
             if not self._done:
                 if self._callbacks is None:
                     self._callbacks = [callback]

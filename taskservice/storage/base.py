@@ -23,6 +23,7 @@ __all__ = [
     "TaskStore",
     "decode_record",
     "encode_record",
+    "run_callbacks",
 ]
 
 log = logging.getLogger("taskservice.storage")
@@ -202,21 +203,20 @@ class TaskStore(abc.ABC):
         if self.on_commit is not None:
             self.on_commit(seconds, size)
 
-    def _report_written(
-        self,
-        batches: Sequence[tuple[Sequence[Task], CommitCallback | None]],
-        outcomes: Sequence[tuple[CommitCallback | None, BaseException | None]],
-    ) -> None:
+    def _report_written(self, batches: Batches, errors: dict[int, StoreError]) -> None:
         """Hand the snapshots of the batches that were written to `on_written`."""
         hook = self.on_written
         if hook is None:
             return
-        written = [
-            task
-            for (tasks, _), (_, error) in zip(batches, outcomes, strict=True)
-            if error is None
-            for task in tasks
-        ]
+        if errors:
+            written = [
+                task
+                for index, (tasks, _) in enumerate(batches)
+                if index not in errors
+                for task in tasks
+            ]
+        else:
+            written = [task for tasks, _ in batches for task in tasks]
         if written:
             try:
                 hook(written)
@@ -273,15 +273,14 @@ def prepare(task: Task, keys: bool = True) -> Prepared:
 
 
 def prepare_batches(
-    batches: Sequence[tuple[Sequence[Task], CommitCallback | None]],
-    keys: bool = True,
-) -> tuple[dict[str, Prepared], list[tuple[CommitCallback | None, BaseException | None]]]:
+    batches: Batches, keys: bool = True
+) -> tuple[dict[str, Prepared], dict[int, StoreError]]:
     """Prepare the newest snapshot of each task; a snapshot that cannot be stored
     fails the batches that hold that task, and only those.
 
     Older versions superseded within the group commit are never written, so
-    they are not encoded at all. Returns the prepared snapshots to write and,
-    per batch, its callback and its error.
+    they are not encoded at all. Returns the prepared snapshots to write and
+    the error of each failed batch, by its index in `batches`.
     """
     newest: dict[str, Task] = {}
     for tasks, _ in batches:
@@ -296,15 +295,38 @@ def prepare_batches(
             prepared[task_id] = prepare(task, keys)
         except StoreError as error:
             failed[task_id] = error
-    outcomes: list[tuple[CommitCallback | None, BaseException | None]] = []
-    for tasks, callback in batches:
-        failure = next((failed[task.id] for task in tasks if task.id in failed), None)
-        if failure is not None:
-            # Nothing of a failed batch is written, not even its other tasks.
+    errors: dict[int, StoreError] = {}
+    if failed:
+        for index, (tasks, _) in enumerate(batches):
             for task in tasks:
-                prepared.pop(task.id, None)
-        outcomes.append((callback, failure))
-    return prepared, outcomes
+                failure = failed.get(task.id)
+                if failure is not None:
+                    errors[index] = failure
+                    # Nothing of a failed batch is written, not even its other tasks.
+                    for other in tasks:
+                        prepared.pop(other.id, None)
+                    break
+    return prepared, errors
+
+
+def run_callbacks(
+    batches: Batches, errors: dict[int, StoreError], error: BaseException | None = None
+) -> None:
+    """Tell each batch's callback its outcome: its own error, else `error` (None: written)."""
+    if errors:
+        for index, (_, callback) in enumerate(batches):
+            _tell(callback, errors.get(index, error))
+    else:
+        for _, callback in batches:
+            _tell(callback, error)
+
+
+def _tell(callback: CommitCallback | None, error: BaseException | None) -> None:
+    if callback is not None:
+        try:
+            callback(error)
+        except Exception:
+            log.exception("commit callback failed")
 
 
 def latest_per_task(tasks: Sequence[Task]) -> dict[str, Task]:

@@ -27,6 +27,7 @@ from .base import (
     decode_record,
     id_of_key,
     prepare_batches,
+    run_callbacks,
 )
 from .indexes import INDEXES, index_keys
 from .keys import encode_key
@@ -315,8 +316,8 @@ class LmdbStore(TaskStore):
         self.env.sync(True)
 
     def _load_chunk(self, batch: list[Task]) -> None:
-        prepared, outcomes = prepare_batches([(batch, None)])
-        error = outcomes[0][1] or self._write_growing(prepared)
+        prepared, errors = prepare_batches([(batch, None)])
+        error = errors.get(0) or self._write_growing(prepared)
         if error is not None:
             raise error
 
@@ -380,25 +381,19 @@ class LmdbStore(TaskStore):
 
     def _commit(self, batches: list[_Batch]) -> None:
         started = time.perf_counter()
-        outcomes: list[tuple[CommitCallback | None, BaseException | None]] = []
-        pairs = batches
+        errors: dict[int, StoreError] = {}
         try:
-            tasks, outcomes = prepare_batches(pairs)
+            tasks, errors = prepare_batches(batches)
             error = self._write_growing(tasks)
         except Exception as other:  # never let the writer thread die
             error = StoreError(f"commit to task store {self.path!r} failed: {other!r}")
             log.exception("commit failed")
-            outcomes = [(callback, None) for _, callback in batches]
+            errors = {}
             tasks = {}
         if error is None:
             self._record_commit(time.perf_counter() - started, len(tasks))
-            self._report_written(pairs, outcomes)
-        for callback, batch_error in outcomes:
-            if callback is not None:
-                try:
-                    callback(batch_error or error)
-                except Exception:
-                    log.exception("commit callback failed")
+            self._report_written(batches, errors)
+        run_callbacks(batches, errors, error)
 
     def _write_growing(self, tasks: dict[str, Prepared]) -> BaseException | None:
         """Write in one transaction, growing the map while it is full; the error, if any."""

@@ -19,6 +19,7 @@ from .base import (
     id_of_key,
     prepare,
     prepare_batches,
+    run_callbacks,
 )
 from .indexes import INDEXES, index_keys
 from .sorted_keys import SortedKeys
@@ -92,20 +93,15 @@ class MemoryStore(TaskStore):
         if self._closed:
             raise StoreError("the task store is closed")
         started = time.perf_counter()
-        latest, outcomes = prepare_batches(batches, keys=False)
+        latest, errors = prepare_batches(batches, keys=False)
         with self._lock:
             for task_id, item in latest.items():
                 self._store(task_id, item)
             seconds = self._count_commit(started, len(latest))
         if self.on_commit is not None:
             self.on_commit(seconds, len(latest))
-        self._report_written(batches, outcomes)
-        for callback, error in outcomes:
-            if callback is not None:
-                try:
-                    callback(error)
-                except Exception:
-                    log.exception("commit callback failed")
+        self._report_written(batches, errors)
+        run_callbacks(batches, errors)
 
     def _count_commit(self, started: float, size: int) -> float:
         """Count one applied write in `stats` (the lock is held); its duration."""

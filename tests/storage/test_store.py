@@ -355,6 +355,9 @@ def test_map_grows_from_tiny_initial_size(lmdb_mode: str, tmp_path: Path) -> Non
                 store.count()
                 reads[0] += 1
                 reading.set()
+                # Pace the reader: py-lmdb drops the GIL in every call, so a reader
+                # spinning in Python makes each of the writer's calls wait for it.
+                stop.wait(0.001)
         except BaseException as error:
             reader_errors.append(error)
         finally:
