@@ -205,8 +205,21 @@ class LiveTask:
         self, current: float, total: float, action: str | None, extra: dict[str, Any]
     ) -> None:
         """Record the task's own progress; stored and published at most every 400 ms."""
+        own = (float(current), float(total), action, extra)
         with self.lock:
-            self._own = (float(current), float(total), action, extra)
+            self._own = own
+            if self.parent is None:
+                # No parent to tell: within the interval only the flush is scheduled.
+                if self.task.is_terminal:
+                    return
+                wait = self._last_emit + PROGRESS_INTERVAL - time.monotonic()
+                if wait > 0:
+                    self._dirty = True
+                    if self._flush_timer is None:
+                        self._flush_timer = self.runtime.scheduler.call_later(
+                            wait, self._flush_progress
+                        )
+                    return
         self._progress_changed()
 
     def child_progress(self, child_id: str, current: float, total: float) -> None:

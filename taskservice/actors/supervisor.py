@@ -582,6 +582,9 @@ class Supervisor(FastActor):
             delay = _retry_delay(definition, len(retries) - 1)
             live.update(state="retrying", retries=retries, error=text)
             self._rt.metrics.task_retried(definition.name)
+            if delay <= 0:
+                self._dispatch(live)  # no delay: no timer, no round trip through the scheduler
+                return
             ref = self.actor_ref
             live.timer = self._rt.scheduler.call_later(
                 delay / 1000.0, lambda: _tell(ref, RetryDue(live))

@@ -90,6 +90,36 @@ def test_success_after_retries_keeps_the_records(services: Services) -> None:
     ]
 
 
+@pytest.mark.parametrize("durability", ["durable", "memory"])
+def test_zero_delay_retries_run_at_once_with_every_state_seen(
+    services: Services, durability: Durability
+) -> None:
+    def flaky(props: dict[str, Any], ctx: TaskContext, emit: Any) -> int:
+        if ctx.attempt < 3:
+            raise Boom("not yet")
+        return ctx.attempt
+
+    definition = TaskDefinition("flaky", flaky, max_retries=5, retry_delay=lambda n: 0)
+    service = services([definition], durability=durability, max_concurrency=1)
+    log, recorder = services.recorder()
+    service.subscribe(recorder, "*")
+    runs = service.run_many([(definition, {"n": n}, "upload", "u1") for n in range(3)])
+    assert [run.result(timeout=10) for run in runs] == [3, 3, 3]
+    settle(service, recorder)
+    for run in runs:
+        task = wait_for_state(service, run.task, "done")
+        assert len(task.retries) == 2
+        assert states_of(log.of_task(run.task)) == [
+            "created",
+            "running",
+            "retrying",
+            "running",
+            "retrying",
+            "running",
+            "done",
+        ]
+
+
 def test_task_no_retry_fails_after_one_attempt(services: Services) -> None:
     attempts = Counter()
 
