@@ -180,6 +180,8 @@ class PooledActor(FastActor):
 
     def _stop(self) -> None:
         self.actor_stopped.set()
+        if type(self).on_stop is pykka.Actor.on_stop:
+            return  # nothing to run
         try:
             self.on_stop()
         except Exception:
