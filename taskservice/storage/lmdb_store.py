@@ -30,7 +30,8 @@ from .base import (
     run_callbacks,
 )
 from .indexes import INDEXES, index_keys
-from .keys import encode_key
+from .keys import decode_key, encode_key, prefix_end
+from .known_hashes import KnownHashes
 
 __all__ = ["LmdbStore"]
 
@@ -120,6 +121,8 @@ class LmdbStore(TaskStore):
         # update need not decode the old record. Touched by the writer only.
         self._key_cache: dict[str, dict[str, bytes | None]] = {}
         self._cached_versions: dict[str, int] = {}
+        self._known = KnownHashes(self._cause_hashes)
+        """Hashes stored per recently used cause: new tasks skip the reuse lookup."""
         """The version of each snapshot whose keys `_key_cache` holds."""
         self._closed = False
         self._writer: threading.Thread | None = None
@@ -207,6 +210,36 @@ class LmdbStore(TaskStore):
                         break
         return found
 
+    def find_by_cause_hash(self, cause_type: str, cause: str, hash: str) -> list[Task]:
+        if self._known.absent(cause_type, cause, hash):
+            return []
+        return super().find_by_cause_hash(cause_type, cause, hash)
+
+    def _cause_hashes(self, cause_type: str, cause: str, limit: int) -> set[str] | None:
+        """The hashes stored under one cause; None if there are more than `limit` keys."""
+        low = encode_key((cause_type, cause))
+        high = prefix_end(low)
+        hashes: set[str] = set()
+        count = 0
+        with self._read() as txn:
+            cursor = txn.cursor(db=self._indexes["by_cause_hash"])
+            if cursor.set_range(low):
+                for key in cursor.iternext(keys=True, values=False):
+                    raw = bytes(key)
+                    if high is not None and raw >= high:
+                        break
+                    count += 1
+                    if count > limit:
+                        return None
+                    try:
+                        part = decode_key(raw)[2]
+                    except (ValueError, IndexError):
+                        return None  # a key of another shape: do not guess
+                    if not isinstance(part, str):
+                        return None
+                    hashes.add(part)
+        return hashes
+
     def scan_keys(self, index: str, low: bytes, high: bytes | None) -> Iterator[bytes]:
         with self._read() as txn:
             cursor = txn.cursor(db=self._indexes[index])
@@ -248,6 +281,7 @@ class LmdbStore(TaskStore):
         self.flush()
         with self._gated(), self.env.begin(write=True) as txn:
             txn.put(key, value, db=self._tasks)
+        self._known.reset()
         self._key_cache.pop(key.decode("utf-8", "replace"), None)
         self._cached_versions.pop(key.decode("utf-8", "replace"), None)
 
@@ -452,6 +486,7 @@ class LmdbStore(TaskStore):
                     if new is not None:
                         txn.put(new, b"", db=db)
                 txn.put(key, item.record, db=self._tasks)
+        self._known.written(item.task for item in tasks.values())
         # Committed: remember the keys of unfinished tasks, forget finished ones.
         if len(cache) > _KEY_CACHE_LIMIT:
             cache.clear()  # only a cache: old keys are read from the records again
