@@ -167,13 +167,14 @@ class LiveTask:
             if held is not None:
                 # One write for both: the store encodes the newest, publishes both.
                 self.held = None
-                self.runtime.store.submit((held, task), on_commit or log_unwritten)
+                self.runtime.store.submit_new((held, task), on_commit or log_unwritten)
             else:
                 self.runtime.store.submit((task,), on_commit or log_unwritten)
         return task
 
     def hold(self, task: Task) -> None:
-        """Make `task` the snapshot, written with the next `update` or `release`.
+        """Make `task`, a new task's first snapshot, written with the next
+        `update` or `release`.
 
         For a snapshot nobody waits to see committed (a new task in batched or
         memory mode that starts at once): two writes become one.
@@ -188,7 +189,7 @@ class LiveTask:
             held = self.held
             if held is not None:
                 self.held = None
-                self.runtime.store.submit((held,), log_unwritten)
+                self.runtime.store.submit_new((held,), log_unwritten)
 
     # -- progress -------------------------------------------------------------
 

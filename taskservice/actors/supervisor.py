@@ -381,7 +381,7 @@ class Supervisor(FastActor):
             live.release()
             return
         live.await_commit(run.reply)
-        self._rt.store.submit((task,), self._committed_callback(live))
+        self._rt.store.submit_new((task,), self._committed_callback(live))
 
     def _on_run_many(self, message: RunMany) -> None:
         on_run = self._on_run

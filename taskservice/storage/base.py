@@ -109,6 +109,13 @@ class TaskStore(abc.ABC):
     def submit(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
         """Queue snapshots for writing; `callback` runs once they are committed."""
 
+    def submit_new(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
+        """`submit` for the first snapshots of tasks never stored before.
+
+        The store may skip looking for an older record of these tasks.
+        """
+        self.submit(tasks, callback)
+
     def submit_batches(self, batches: Batches) -> None:
         """`submit` for several batches at once: written together, failing alone.
 

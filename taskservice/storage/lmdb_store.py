@@ -121,6 +121,8 @@ class LmdbStore(TaskStore):
         # update need not decode the old record. Touched by the writer only.
         self._key_cache: dict[str, dict[str, bytes | None]] = {}
         self._cached_versions: dict[str, int] = {}
+        self._new_ids: set[str] = set()
+        """Tasks submitted with `submit_new` and not written yet: no old record to read."""
         self._known = KnownHashes(self._cause_hashes)
         """Hashes stored per recently used cause: new tasks skip the reuse lookup."""
         """The version of each snapshot whose keys `_key_cache` holds."""
@@ -299,6 +301,13 @@ class LmdbStore(TaskStore):
                 raise StoreError("the task store is closed")
             self._queue.put((tasks, callback))
 
+    def submit_new(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
+        with self._submit_lock:
+            if self._closed:
+                raise StoreError("the task store is closed")
+            self._new_ids.update(task.id for task in tasks)
+            self._queue.put((tasks, callback))
+
     def submit_batches(
         self, batches: Sequence[tuple[Sequence[Task], CommitCallback | None]]
     ) -> None:
@@ -453,6 +462,7 @@ class LmdbStore(TaskStore):
     def _write(self, tasks: dict[str, Prepared]) -> None:
         cache = self._key_cache
         versions = self._cached_versions
+        new_ids = self._new_ids
         stale: list[str] = []
         with self.env.begin(write=True) as txn:
             for task_id, item in tasks.items():
@@ -462,6 +472,9 @@ class LmdbStore(TaskStore):
                     if versions.get(task_id, 0) >= item.task.version:
                         stale.append(task_id)  # a newer snapshot is already stored
                         continue
+                elif task_id in new_ids:
+                    new_ids.discard(task_id)
+                    old_keys = {}  # never stored: no old record to read
                 else:
                     old_keys = {}
                     old_raw = txn.get(key, db=self._tasks)

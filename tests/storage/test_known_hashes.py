@@ -6,7 +6,7 @@ from pathlib import Path
 
 from taskservice.storage.known_hashes import KnownHashes
 from taskservice.storage.lmdb_store import LmdbStore
-from tests.storage.helpers import make_task
+from tests.storage.helpers import assert_indexes_consistent, make_task
 
 
 def test_lookups_see_tasks_from_disk_and_new_writes(tmp_path: Path) -> None:
@@ -75,3 +75,20 @@ def test_a_cause_evicted_while_loading_answers_look_it_up() -> None:
 
     known = KnownHashes(loader, causes=1)
     assert not known.absent("upload", "first", "x")
+
+
+def test_new_tasks_are_written_without_reading_an_old_record(tmp_path: Path) -> None:
+    store = LmdbStore(tmp_path / "s", "durable")
+    try:
+        first = make_task("n1", cause="c2", hash="h1")
+        running = make_task("n1", cause="c2", hash="h1", state="running", version=2)
+        store.submit_new([first, running])  # created and running in one write
+        store.flush()
+        assert store.get("n1") == running
+        assert store._new_ids == set()  # consumed by the write
+        done = make_task("n1", cause="c2", hash="h1", state="done", version=3)
+        store.put(done)
+        assert store.get("n1") == done
+        assert_indexes_consistent(store)
+    finally:
+        store.close()
