@@ -105,7 +105,7 @@ from .protocol import (
     decode_to_parent,
     encode,
 )
-from .worker import run_start
+from .worker import RemoteContext, run_start
 
 if TYPE_CHECKING:
     from ..actors.live import LiveTask
@@ -163,14 +163,7 @@ def _replies_in_worker(name: str) -> Any:
     return found
 
 
-class _Handle:
-    def __init__(self, context: RayWorkerContext) -> None:
-        self.id = context.task_id
-        self.run = context.run
-        self.progress = context.progress
-
-
-class RayWorkerContext:
+class RayWorkerContext(RemoteContext):
     """`ctx` inside a Ray worker: the `TaskContext` calls that cross to the driver."""
 
     def __init__(self, start: Start, outbox: queue.SimpleQueue[_Out]) -> None:
@@ -178,13 +171,7 @@ class RayWorkerContext:
         self._requests = 0
         self._lock = threading.Lock()
         self._waiting: dict[int, queue.SimpleQueue[bytes]] = {}
-        self.task_id = start.task_id
-        self.attempt = start.attempt
-        self.cause_type = start.cause_type
-        self.cause = start.cause
-        self.root_type = start.root_type
-        self.root = start.root
-        self.task = _Handle(self)
+        super().__init__(start)
 
     @property
     def cancelled(self) -> bool:

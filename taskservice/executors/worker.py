@@ -8,6 +8,7 @@ subtask replies while the main thread is busy in the task's code.
 
 from __future__ import annotations
 
+import abc
 import importlib
 import queue
 import threading
@@ -31,7 +32,7 @@ from .protocol import (
     encode,
 )
 
-__all__ = ["WorkerContext", "resolve", "run_start", "worker_main"]
+__all__ = ["RemoteContext", "WorkerContext", "resolve", "run_start", "worker_main"]
 
 
 def resolve(reference: str) -> Any:
@@ -79,18 +80,19 @@ class _Channel:
 
 
 class _Handle:
-    def __init__(self, context: WorkerContext) -> None:
+    def __init__(self, context: RemoteContext) -> None:
         self.id = context.task_id
         self.run = context.run
         self.progress = context.progress
 
 
-class WorkerContext:
-    """`ctx` inside a worker process: the `TaskContext` calls that cross processes."""
+class RemoteContext(abc.ABC):
+    """A `ctx` outside the service's process: the task's identity, from its `Start`.
 
-    def __init__(self, channel: _Channel, start: Start) -> None:
-        self._channel = channel
-        self._requests = 0
+    Subclasses carry `progress`, `run` and the other calls across to the service.
+    """
+
+    def __init__(self, start: Start) -> None:
         self.task_id = start.task_id
         self.attempt = start.attempt
         self.cause_type = start.cause_type
@@ -98,6 +100,31 @@ class WorkerContext:
         self.root_type = start.root_type
         self.root = start.root
         self.task = _Handle(self)
+
+    @abc.abstractmethod
+    def progress(
+        self, current: float, total: float, action: str | None = None, **extra: Any
+    ) -> None:
+        """Report progress to the task actor (stored at most every 400 ms)."""
+
+    @abc.abstractmethod
+    def run(
+        self,
+        definition: Any,
+        props: dict[str, Any],
+        progress_factor: float = 1.0,
+        expire: int | None = None,
+    ) -> Any:
+        """Run a subtask through the supervisor (hash reuse applies); returns its result."""
+
+
+class WorkerContext(RemoteContext):
+    """`ctx` inside a worker process: the `TaskContext` calls that cross processes."""
+
+    def __init__(self, channel: _Channel, start: Start) -> None:
+        self._channel = channel
+        self._requests = 0
+        super().__init__(start)
 
     @property
     def cancelled(self) -> bool:
