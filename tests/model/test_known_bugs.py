@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from taskservice import ServiceStopped, Task, TaskContext, TaskDefinition, TaskRun, TaskService
-from tests.model.waiting import wait_until
+from tests.runtime.helpers import wait_for
 
 TIMEOUT = 10.0
 Props = dict[str, Any]
@@ -61,8 +61,9 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
 def park_in_retrying(service: TaskService, definition: TaskDefinition[Props, Any]) -> TaskRun[Any]:
     """Run a task that sits in `retrying`: once stop() has drained, its result raises."""
     run = service.run(definition, {}, "park", "p1")
-    wait_until(
-        lambda: (task := service.view.task(run.task)) is not None and task.state == "retrying"
+    wait_for(
+        lambda: (task := service.view.task(run.task)) is not None and task.state == "retrying",
+        timeout=TIMEOUT,
     )
     return run
 
@@ -118,7 +119,7 @@ def test_an_attempt_failing_during_stop_gets_no_attempt_beyond_max_retries(
 
     again = harness.start([once, parked_definition])
     # max_retries=1: the one attempt failed, so the task is failed and never runs again.
-    stored = wait_until(lambda: terminal(again, run.task))
+    stored = wait_for(lambda: terminal(again, run.task), timeout=TIMEOUT)
     assert stored is not None
     assert (stored.state, len(stored.retries), attempts) == ("failed", 1, [1])
 
@@ -156,7 +157,7 @@ def test_stop_neither_fails_nor_burns_an_attempt_of_a_parent_whose_subtask_is_re
     assert not stopping.is_alive()
 
     again = harness.start(definitions)
-    stored = wait_until(lambda: terminal(again, run.task))
+    stored = wait_for(lambda: terminal(again, run.task), timeout=TIMEOUT)
     assert stored is not None
     # Like a crash, the stop cut the attempt short: it runs again, with no retry record.
     assert (stored.state, stored.result, [r.error for r in stored.retries]) == ("done", 3, [])

@@ -54,7 +54,7 @@ from tests.model.definitions import (
     SLOW_RETRY,
     TIMED,
 )
-from tests.model.waiting import wait_until
+from tests.runtime.helpers import wait_for
 
 Cause = tuple[str, str]
 Key = tuple[str, bytes, Cause]
@@ -122,7 +122,7 @@ def outcome_of(name: str, props: dict[str, Any]) -> Outcome:
 
 def wait_for_executions(task_id: str, count: int) -> None:
     """Wait until a task's execute has been entered `count` times."""
-    wait_until(lambda: LEDGER.executions[task_id] >= count, TIMEOUT)
+    wait_for(lambda: LEDGER.executions[task_id] >= count, TIMEOUT)
 
 
 class TaskServiceModel(RuleBasedStateMachine):
@@ -279,7 +279,7 @@ class TaskServiceModel(RuleBasedStateMachine):
         """A task whose first attempt fails and whose retry is a minute away."""
         entry, new = self._run(SLOW_RETRY, {"v": v}, cause)
         if new:
-            wait_until(
+            wait_for(
                 lambda: (
                     (task := self.service.view.task(entry.id)) is not None
                     and task.state == "retrying"
