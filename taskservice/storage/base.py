@@ -334,13 +334,3 @@ def _tell(callback: CommitCallback | None, error: BaseException | None) -> None:
             callback(error)
         except Exception:
             log.exception("commit callback failed")
-
-
-def latest_per_task(tasks: Sequence[Task]) -> dict[str, Task]:
-    """The newest snapshot of each task among `tasks` (by version, then order)."""
-    latest: dict[str, Task] = {}
-    for task in tasks:
-        held = latest.get(task.id)
-        if held is None or task.version >= held.version:
-            latest[task.id] = task
-    return latest
