@@ -75,7 +75,11 @@ class TaskDefinition(Generic[P, R]):
     failure. `expire` (ms) bounds how old a task may be to be reused by hash;
     None reuses regardless of age. `fallback(props, ctx, error)` produces a
     result after the last attempt failed; `cleanup(props, ctx)` runs after
-    every attempt. `timeout` (seconds) ends an attempt that overruns. `trigger`
+    every attempt. `timeout` (seconds) ends an attempt that overruns.
+    `max_interruptions` is how many of a task's attempts may be cut short by
+    the end of the process (a crash, SIGKILL, a stop that gave up waiting)
+    before recovery fails the task instead of running it again: the guard
+    against code that kills its process every time (None: no limit). `trigger`
     and `action` (True or a name) expose the definition through the trigger bus
     and as a client action. `service` defaults to the service's name.
 
@@ -101,6 +105,7 @@ class TaskDefinition(Generic[P, R]):
         fallback: Callable[[P, TaskContext, BaseException], R] | None = None,
         cleanup: Callable[[P, TaskContext], None] | None = None,
         timeout: float | None = None,
+        max_interruptions: int | None = 3,
         executor: str = "thread",
         service: str | None = None,
         props_type: type[Any] | None = None,
@@ -120,6 +125,15 @@ class TaskDefinition(Generic[P, R]):
                 raise TypeError(f"task {name!r}: {label} must be callable or None")
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             raise ValueError(f"task {name!r}: timeout must be None or seconds > 0")
+        if max_interruptions is not None and (
+            isinstance(max_interruptions, bool)
+            or not isinstance(max_interruptions, int)
+            or max_interruptions < 0
+        ):
+            raise ValueError(
+                f"task {name!r}: max_interruptions must be None or an int >= 0, "
+                f"not {max_interruptions!r}"
+            )
         if props_type is not None and not (
             isinstance(props_type, type) and issubclass(props_type, msgspec.Struct)
         ):
@@ -158,6 +172,7 @@ class TaskDefinition(Generic[P, R]):
         self.fallback = fallback
         self.cleanup = cleanup
         self.timeout = timeout
+        self.max_interruptions = max_interruptions
         self.executor = executor
         self.service = service
         self.props_type = props_type

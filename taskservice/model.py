@@ -94,6 +94,8 @@ class Task(msgspec.Struct, kw_only=True, gc=False):
     error: str | None = None
     retries: list[RetryRecord] = msgspec.field(default_factory=list)
     max_retries: int = 5
+    interruptions: int = 0
+    """Attempts cut short by the end of the process (counted when recovery resumes the task)."""
     created_at: int
     started_at: int | None = None
     done_at: int | None = None

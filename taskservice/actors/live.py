@@ -100,6 +100,7 @@ class LiveTask:
         "progress_factor",
         "queued_at",
         "result",
+        "resumed",
         "runtime",
         "task",
         "timer",
@@ -128,6 +129,8 @@ class LiveTask:
         self.timer: Timer | None = None
         self.queued_at: float | None = None
         self.committed = False
+        self.resumed = False
+        """Resumed by recovery: its attempts start only once their snapshot is committed."""
         self.holds_slot = False
         self.pending_replies: list[Reply[Any]] | None = None
         """Runs that joined the task before its created snapshot was committed."""

@@ -93,6 +93,16 @@ class Committed:
 
 
 @dataclass(slots=True)
+class Started:
+    """Internal: the snapshot that starts an attempt (`running` or `fallback`) is
+    committed, so the attempt may run (durable mode)."""
+
+    live: LiveTask
+    token: int
+    error: BaseException | None
+
+
+@dataclass(slots=True)
 class RetryDue:
     """Internal: a retry timer fired."""
 
@@ -349,6 +359,7 @@ class Supervisor(FastActor):
                 return
             # Unfinished and not live (an interrupted subtask): run it again.
             live = LiveTask(stored, definition, self._rt, run.parent, run.progress_factor)
+            live.resumed = True
             self._register(live)
             live.await_commit(run.reply)
             live.update(on_commit=self._committed_callback(live), state="created")
@@ -381,6 +392,12 @@ class Supervisor(FastActor):
             live.release()
             return
         live.await_commit(run.reply)
+        if self._can_start(live):
+            # One commit for the created and running snapshots: the callers are
+            # answered and the attempt starts once both are on disk.
+            live.hold(task)
+            self._start_attempt(live)
+            return
         self._rt.store.submit_new((task,), self._committed_callback(live))
 
     def _on_run_many(self, message: RunMany) -> None:
@@ -462,10 +479,19 @@ class Supervisor(FastActor):
             return
         for index, reply in enumerate(replies):
             reply.set_result((live, index == 0))
-        if live.task.state == "created":
+        state = live.task.state
+        if state == "created":
             self._dispatch(live)
+        elif state == "fallback" and live not in self._running and not self._stopping:
+            self._start_attempt(live, fallback=True)  # resumed by recovery
 
     # -- attempts -------------------------------------------------------------
+
+    def _can_start(self, live: LiveTask) -> bool:
+        """Whether an attempt of `live` may start now (subtasks need no slot)."""
+        return not self._stopping and (
+            live.task.is_subtask or self._slots_used < self._max_concurrency
+        )
 
     def _dispatch(self, live: LiveTask) -> None:
         if self._stopping or live.task.is_terminal:
@@ -490,11 +516,40 @@ class Supervisor(FastActor):
         live.queued_at = None
         self._running.add(live)
         self._rt.metrics.running_changed(name, 1)
+        # Durable: the attempt of a new task (its created snapshot goes with this
+        # one) or of a resumed task starts once its snapshot is on disk. For a
+        # resumed task that is what lets recovery count, before it runs again,
+        # an attempt that kills the process every time (`max_interruptions`).
+        started = (
+            _StartCommitted(self._mailbag, live, token)
+            if self._rt.store.durability == "durable" and (live.resumed or not live.committed)
+            else None
+        )
         if fallback:
-            live.update(state="fallback", **changes)
+            live.update(on_commit=started, state="fallback", **changes)
         else:
             self._rt.metrics.attempt_started(name, wait)
-            live.update(state="running", started_at=now_ms())
+            live.update(on_commit=started, state="running", started_at=now_ms())
+        if started is None:
+            self._launch(live, token, fallback)
+
+    def _on_started(self, message: Started) -> None:
+        live = message.live
+        error = message.error
+        new = not live.committed
+        if new:  # its created snapshot came with this one: answer the callers
+            self._created_committed(live, error)
+        if message.token != live.attempt or live.task.is_terminal:
+            return  # cancelled (or timed out) meanwhile
+        if error is not None:
+            self._end_attempt(live)
+            if not new:
+                log.error("task %s: its attempt could not start: %s", live.id, error)
+                self._finish(live, "failed", error=f"could not be stored: {error}")
+            return
+        self._launch(live, message.token, live.task.state == "fallback")
+
+    def _launch(self, live: LiveTask, token: int, fallback: bool) -> None:
         timeout = live.definition.timeout
         if timeout is not None:
             ref = self.actor_ref
@@ -694,16 +749,17 @@ class Supervisor(FastActor):
             if task.is_subtask:
                 # Re-run through the parent's re-execution (hash reuse finds it).
                 live = LiveTask(task, definition, self._rt)
-                live.update(state="interrupted")
+                cut_short = task.state in ("running", "fallback")
+                live.update(state="interrupted", interruptions=task.interruptions + cut_short)
                 continue
             live = LiveTask(task, definition, self._rt)
-            live.committed = True
+            live.resumed = True
             self._register(live)
-            if task.state == "fallback":
-                live.last_error = RuntimeError(task.error or "failed")
-                self._start_attempt(live, fallback=True)
-            else:
-                self._dispatch(live)
+            if task.state in ("running", "fallback"):
+                self._resume_interrupted(live)
+                continue
+            live.committed = True
+            self._dispatch(live)
         if unknown:
             names = sorted({task.name for task in unknown})
             log.warning(
@@ -712,6 +768,40 @@ class Supervisor(FastActor):
                 ", ".join(names),
             )
         message.reply.set_result(unknown)
+
+    def _resume_interrupted(self, live: LiveTask) -> None:
+        """Count the attempt the end of the process cut short; run the task again
+        once the count is committed, or fail it past `max_interruptions`."""
+        task = live.task
+        interruptions = task.interruptions + 1
+        limit = live.definition.max_interruptions
+        if limit is not None and interruptions > limit:
+            log.error(
+                "task %s (%s): %d attempts were cut short by the end of the process; "
+                "failing it instead of running it again",
+                task.id,
+                task.name,
+                interruptions,
+            )
+            live.committed = True
+            self._finish(
+                live,
+                "failed",
+                interruptions=interruptions,
+                error=f"interrupted {interruptions} times: the process ended during "
+                f"each of these attempts (max_interruptions={limit})",
+            )
+            return
+        # Not started before the count is on disk: code that kills its process
+        # at once must still use up its interruptions.
+        state = "fallback" if task.state == "fallback" else "created"
+        if state == "fallback":
+            live.last_error = RuntimeError(task.error or "failed")
+        live.update(
+            on_commit=self._committed_callback(live),
+            state=state,
+            interruptions=interruptions,
+        )
 
     def _on_live_ids(self, message: LiveIds) -> None:
         message.reply.set_result(frozenset(self._live))
@@ -747,6 +837,7 @@ class Supervisor(FastActor):
         Run: _on_run,
         RunMany: _on_run_many,
         Committed: _on_committed,
+        Started: _on_started,
         AttemptEnded: _on_attempt_ended,
         AttemptTimeout: _on_attempt_timeout,
         RetryDue: _on_retry_due,
@@ -771,6 +862,22 @@ class _CreatedCommitted:
         live = self.live
         posted = self.bag.post(live if error is None else Committed(live, error))
         if not posted and not live.result.done():
+            live.result.set_exception(ServiceStopped("the task service stopped"))
+
+
+class _StartCommitted:
+    """Commit callback of the snapshot that starts an attempt (durable mode)."""
+
+    __slots__ = ("bag", "live", "token")
+
+    def __init__(self, bag: Mailbag, live: LiveTask, token: int) -> None:
+        self.bag = bag
+        self.live = live
+        self.token = token
+
+    def __call__(self, error: BaseException | None) -> None:
+        live = self.live
+        if not self.bag.post(Started(live, self.token, error)) and not live.result.done():
             live.result.set_exception(ServiceStopped("the task service stopped"))
 
 

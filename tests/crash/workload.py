@@ -105,7 +105,11 @@ def expected_result(item: Plan) -> Any:
 
 
 def definitions(out: Callable[[str], None] = write_line) -> dict[str, TaskDefinition[Props, Any]]:
-    """The definitions the child registers, reporting executions through `out`."""
+    """The definitions the child registers, reporting executions through `out`.
+
+    `max_interruptions=None`: the harness kills the same task mid-attempt any
+    number of times and expects it to finish (the cap has its own test).
+    """
 
     def leaf(props: Props, ctx: TaskContext, emit: Any) -> dict[str, Any]:
         out(f"E {ctx.task_id} {ctx.attempt}")
@@ -114,7 +118,7 @@ def definitions(out: Callable[[str], None] = write_line) -> dict[str, TaskDefini
         return {"id": ctx.task_id, "value": 1}
 
     leaf_definition: TaskDefinition[Props, Any] = TaskDefinition(
-        "leaf", leaf, retry_delay=lambda n: 5.0
+        "leaf", leaf, retry_delay=lambda n: 5.0, max_interruptions=None
     )
 
     def step(props: Props, ctx: TaskContext, emit: Any) -> dict[str, Any]:
@@ -132,7 +136,7 @@ def definitions(out: Callable[[str], None] = write_line) -> dict[str, TaskDefini
         return {"id": ctx.task_id, "value": value}
 
     step_definition: TaskDefinition[Props, Any] = TaskDefinition(
-        "step", step, retry_delay=lambda n: 5.0
+        "step", step, retry_delay=lambda n: 5.0, max_interruptions=None
     )
 
     def job(props: Props, ctx: TaskContext, emit: Any) -> dict[str, Any]:
@@ -153,7 +157,7 @@ def definitions(out: Callable[[str], None] = write_line) -> dict[str, TaskDefini
         return {"n": props["n"], "total": total}
 
     job_definition: TaskDefinition[Props, Any] = TaskDefinition(
-        "job", job, retry_delay=lambda n: 5.0
+        "job", job, retry_delay=lambda n: 5.0, max_interruptions=None
     )
 
     def doomed(props: Props, ctx: TaskContext, emit: Any) -> None:
@@ -161,7 +165,11 @@ def definitions(out: Callable[[str], None] = write_line) -> dict[str, TaskDefini
         raise RuntimeError("a task that always fails")
 
     doomed_definition: TaskDefinition[Props, Any] = TaskDefinition(
-        "doomed", doomed, max_retries=DOOMED_ATTEMPTS, retry_delay=lambda n: 2.0
+        "doomed",
+        doomed,
+        max_retries=DOOMED_ATTEMPTS,
+        retry_delay=lambda n: 2.0,
+        max_interruptions=None,
     )
 
     def rescue(props: Props, ctx: TaskContext, error: BaseException) -> dict[str, Any]:
@@ -169,7 +177,12 @@ def definitions(out: Callable[[str], None] = write_line) -> dict[str, TaskDefini
         return {"rescued": props["n"]}
 
     rescued_definition: TaskDefinition[Props, Any] = TaskDefinition(
-        "rescued", doomed, max_retries=DOOMED_ATTEMPTS, retry_delay=lambda n: 2.0, fallback=rescue
+        "rescued",
+        doomed,
+        max_retries=DOOMED_ATTEMPTS,
+        retry_delay=lambda n: 2.0,
+        fallback=rescue,
+        max_interruptions=None,
     )
     return {
         definition.name: definition

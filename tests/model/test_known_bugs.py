@@ -226,6 +226,13 @@ def test_a_resumed_task_waiting_for_a_slot_is_not_shown_running(harness: Harness
     service.stop(timeout=0.2)  # both attempts are abandoned and stay `running`
 
     again = harness.start([blocker_definition], max_concurrency=1)
+
+    # Recovery counts each cut-short attempt, and starts a task once that is committed.
+    def resumed() -> bool:
+        task = again.view.task(first.task)
+        return task is not None and (task.state, task.interruptions) == ("running", 1)
+
+    wait_for(resumed, timeout=TIMEOUT)
     again.store.flush()
     running = {t.id for t in again.view.tasks_by_state("running")}
     # Only one attempt runs (max_concurrency=1): the other one waits for the slot.
