@@ -210,6 +210,14 @@ class LiveTask:
     ) -> None:
         """Record the task's own progress; stored and published at most every 400 ms."""
         own = (float(current), float(total), action, extra)
+        if self._flush_timer is not None and self.parent is None:
+            # A flush is due: keep the newest values for it, without the lock.
+            self._own = own
+            self._dirty = True
+            if self._flush_timer is not None:
+                return
+            # The flush ran meanwhile (it clears the timer first): it may have
+            # missed these values, so take the locked way below.
         with self.lock:
             self._own = own
             if self.parent is None:

@@ -114,3 +114,25 @@ def test_progress_is_throttled(services: Services) -> None:
     assert final.task.state == "done"
     assert final.task.progress.current == final.task.progress.total == 1_000_000
     assert final.task.progress.action == "looping"
+
+
+def test_the_last_progress_before_a_pause_is_published(services: Services) -> None:
+    release = services.event()
+
+    def pausing(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
+        for count in range(1, 51):
+            ctx.progress(count, 100, "first half")  # all within one interval
+        release.wait(10)
+        return "resumed"
+
+    definition = TaskDefinition("pausing", pausing)
+    service = services([definition])
+    run = service.run(definition, {}, "upload", "u1")
+    # Nothing is reported during the pause: the pending flush carries the newest values.
+    progress = wait_for(
+        progress_where(service, run.task, lambda p: p.current == 50),
+        timeout=PROGRESS_INTERVAL * 5,
+    )
+    assert (progress.total, progress.action) == (100, "first half")
+    release.set()
+    assert run.result(timeout=10) == "resumed"
