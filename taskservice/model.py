@@ -160,8 +160,22 @@ class PropsError(TypeError):
 _json_encoder = msgspec.json.Encoder(order="sorted")
 
 
+_PLAIN: Final = frozenset({str, int, bool, type(None), bytes})
+"""Types stored as they are (exact types: subclasses take the full check)."""
+
+
 def _find_bad_value(value: Any, path: str, depth: int = 0) -> str | None:
     """Return a description of the first part of `value` that cannot be stored."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return None
+    if kind is dict and depth < 200:
+        # The usual props: a flat dict of plain values, checked without recursion.
+        for key, item in value.items():
+            if type(key) is not str or type(item) not in _PLAIN:
+                break
+        else:
+            return None
     if depth > 200:
         return f"{path}: nested deeper than 200 levels"
     if isinstance(value, float):

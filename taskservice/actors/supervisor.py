@@ -496,7 +496,7 @@ class Supervisor(FastActor):
     def _dispatch(self, live: LiveTask) -> None:
         if self._stopping or live.task.is_terminal:
             return
-        if live.task.is_subtask or self._slots_used < self._max_concurrency:
+        if self._can_start(live):
             self._start_attempt(live)
         else:
             live.queued_at = time.monotonic()
