@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import traceback
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from ..definition import TaskNoRetry
 from ..model import PropsError, check_encodable
 from .live import LiveTask, now_ms
 from .pool import PooledActor
+from .stacks import format_failure
 
 __all__ = ["AttemptEnded", "TaskActor"]
 
@@ -118,7 +118,7 @@ class TaskActor(PooledActor):
                     raise UnstorableResult(str(bad)) from None
         except BaseException as caught:
             error = caught
-            stack = getattr(caught, "remote_stack", None) or traceback.format_exc()
+            stack = getattr(caught, "remote_stack", None) or format_failure(caught)
         finally:
             if (
                 not self._fallback
