@@ -774,6 +774,7 @@ class Supervisor(FastActor):
         once the count is committed, or fail it past `max_interruptions`."""
         task = live.task
         interruptions = task.interruptions + 1
+        self._rt.metrics.task_interrupted(task.name)
         limit = live.definition.max_interruptions
         if limit is not None and interruptions > limit:
             log.error(

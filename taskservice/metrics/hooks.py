@@ -24,6 +24,9 @@ class MetricsHooks:
     def task_retried(self, name: str) -> None:
         """A failed attempt was scheduled for another try."""
 
+    def task_interrupted(self, name: str) -> None:
+        """Recovery found an attempt of `name` cut short by the end of the process."""
+
     def task_finished(self, name: str, state: str, duration: float | None) -> None:
         """A task reached a terminal state, `duration` seconds after it was created."""
 

@@ -206,6 +206,7 @@ class PrometheusMetrics(MetricsHooks):
         self._tasks_reused: _Counts[str] = _Counts()
         self._attempts: _Counts[str] = _Counts()
         self._retries: _Counts[str] = _Counts()
+        self._interruptions: _Counts[str] = _Counts()
         self._finished: _Counts[tuple[str, str]] = _Counts()
         self._running: dict[str, int] = {}
         self._queued = 0
@@ -242,6 +243,9 @@ class PrometheusMetrics(MetricsHooks):
 
     def task_retried(self, name: str) -> None:
         self._retries[name] += 1
+
+    def task_interrupted(self, name: str) -> None:
+        self._interruptions[name] += 1
 
     def task_finished(self, name: str, state: str, duration: float | None) -> None:
         self._finished[name, state] += 1
@@ -321,6 +325,12 @@ class PrometheusMetrics(MetricsHooks):
         yield counter(f"{p}task_attempts", "Attempts started.", ["task"], self._attempts)
         yield counter(
             f"{p}task_retries", "Failed attempts scheduled again.", ["task"], self._retries
+        )
+        yield counter(
+            f"{p}task_interruptions",
+            "Attempts found cut short by the end of the process, at start.",
+            ["task"],
+            self._interruptions,
         )
         yield counter(
             f"{p}tasks_finished", "Tasks that ended, by state.", ["task", "state"], self._finished

@@ -46,6 +46,12 @@ class Reference(MetricsHooks):
         self.retries = Counter(
             f"{P}task_retries", "Failed attempts scheduled again.", ["task"], registry=r
         )
+        self.interruptions = Counter(
+            f"{P}task_interruptions",
+            "Attempts found cut short by the end of the process, at start.",
+            ["task"],
+            registry=r,
+        )
         self.finished = Counter(
             f"{P}tasks_finished", "Tasks that ended, by state.", ["task", "state"], registry=r
         )
@@ -99,6 +105,9 @@ class Reference(MetricsHooks):
     def task_retried(self, name: str) -> None:
         self.retries.labels(name).inc()
 
+    def task_interrupted(self, name: str) -> None:
+        self.interruptions.labels(name).inc()
+
     def task_finished(self, name: str, state: str, duration: float | None) -> None:
         self.finished.labels(name, state).inc()
         if duration is not None:
@@ -151,6 +160,7 @@ def hook_calls(seed: int, count: int) -> list[tuple[str, tuple[Any, ...]]]:
                     ("task_reused", (name,)),
                     ("attempt_started", (name, rng.choice((None, value)))),
                     ("task_retried", (name,)),
+                    ("task_interrupted", (name,)),
                     ("task_finished", (name, rng.choice(STATES), rng.choice((None, value)))),
                     ("running_changed", (name, rng.choice((1, -1)))),
                     ("queued", (number,)),
@@ -187,7 +197,7 @@ def test_a_fresh_registry_exposes_what_prometheus_client_did() -> None:
     assert without_created_values(ours) == without_created_values(theirs)
     assert f"{P}tasks_queued 0.0" in ours
     families = {family.name for family in text_string_to_metric_families(ours)}
-    assert len(families) == 16 + 5  # counters' `_created` are families of their own in 0.0.4
+    assert len(families) == 17 + 5  # counters' `_created` are families of their own in 0.0.4
 
 
 @pytest.mark.parametrize("seed", range(4))

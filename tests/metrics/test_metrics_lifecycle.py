@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import msgspec
 import pykka
 import pytest
 from metrics_support import (
@@ -307,6 +308,51 @@ def test_stored_tasks_by_state_reads_the_store(
     assert service.cancel(blocked.task) == 1
     expected |= {"running": 0.0, "cancelled": 1.0}
     eventually_equal(per_state, expected, "stored tasks after the cancel")
+
+
+def test_interruptions_count_attempts_recovery_found_cut_short(
+    start_service: StartService, tmp_path: Any
+) -> None:
+    path = tmp_path / "left"
+    job = TaskDefinition("job", noop, max_interruptions=1)
+    # A store as a killed process leaves it: one task cut short once already, one
+    # cut short for the first time, one that never started.
+    first = start_service([job], path=path)
+    runs = [first.run(job, {"n": n}, "c", "1") for n in range(3)]
+    for run in runs:
+        assert run.result(10) == 1
+    first.stop()
+    store = LmdbStore(path, "durable")
+    try:
+        left = []
+        for run, (state, interruptions) in zip(
+            runs, [("running", 1), ("running", 0), ("created", 0)], strict=True
+        ):
+            task = store.get(run.task)
+            assert task is not None
+            left.append(
+                msgspec.structs.replace(
+                    task, state=state, interruptions=interruptions, version=task.version + 1
+                )
+            )
+        store.put(*left)
+    finally:
+        store.close()
+
+    service = start_service([job], path=path)
+    eventually_equal(
+        lambda: sample(service, f"{P}task_interruptions_total", task="job"), 2.0, "interruptions"
+    )
+    # Past max_interruptions=1 the first is failed without running; the others run again.
+    eventually_equal(
+        lambda: (
+            sample(service, f"{P}tasks_finished_total", task="job", state="failed"),
+            sample(service, f"{P}tasks_finished_total", task="job", state="done"),
+        ),
+        (1.0, 2.0),
+        "finished by state",
+    )
+    assert sample(service, f"{P}task_attempts_total", task="job") == 2.0
 
 
 def test_a_corrupt_record_read_through_a_view_is_counted(start_service: StartService) -> None:
