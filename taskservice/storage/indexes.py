@@ -58,22 +58,50 @@ INDEXES: Final[dict[str, Callable[[Task], bytes | None]]] = {
 """Index name → function giving a task's key in it (None: not in this index)."""
 
 
+_PREFIX_CACHE_LIMIT = 4096
+
+
+class _Prefixes(dict[tuple[str, str], bytes]):
+    """The encoded `(type, name)` key prefix of recent causes and roots: many
+    tasks share one, so it is encoded once (a bounded cache)."""
+
+    def __missing__(self, pair: tuple[str, str]) -> bytes:
+        if len(self) >= _PREFIX_CACHE_LIMIT:
+            self.clear()
+        encoded = self[pair] = encode_str(pair[0]) + encode_str(pair[1])
+        return encoded
+
+
+class _Strings(dict[str, bytes]):
+    """Encoded states (a handful of values, kept forever)."""
+
+    def __missing__(self, text: str) -> bytes:
+        encoded = encode_str(text)
+        if len(self) < _PREFIX_CACHE_LIMIT:
+            self[text] = encoded
+        return encoded
+
+
+_prefixes = _Prefixes()
+_states = _Strings()
+
+
 def index_keys(task: Task) -> dict[str, bytes | None]:
     """Every index key of one task snapshot (the same keys as `INDEXES` gives, faster)."""
-    s = encode_str
-    cause = s(task.cause_type) + s(task.cause)
-    task_id = s(task.id)
-    state = s(task.state)
+    cause = _prefixes[task.cause_type, task.cause]
+    task_id = encode_str(task.id)
+    state = _states[task.state]
     started = start_time(task)
+    created = task.created_at
     return {
-        "by_cause_hash": cause + s(task.hash) + task_id,
+        "by_cause_hash": cause + encode_str(task.hash) + task_id,
         "by_cause_state": cause + state + task_id,
         "by_cause_start": cause
         + (encode_uint(started) if started >= 0 else encode_key((started,)))
         + task_id,
         "by_state": state
-        + (encode_uint(task.created_at) if task.created_at >= 0 else encode_key((task.created_at,)))
+        + (encode_uint(created) if created >= 0 else encode_key((created,)))
         + task_id,
-        "by_root": s(task.root_type) + s(task.root) + task_id,
+        "by_root": _prefixes[task.root_type, task.root] + task_id,
         "running_roots_by_name": _running_roots_by_name(task),
     }
