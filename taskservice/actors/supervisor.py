@@ -794,7 +794,9 @@ class Supervisor(FastActor):
             )
             return
         # Not started before the count is on disk: code that kills its process
-        # at once must still use up its interruptions.
+        # at once must still use up its interruptions. The task itself is
+        # stored already: runs that join it meanwhile are answered at once.
+        live.committed = True
         state = "fallback" if task.state == "fallback" else "created"
         if state == "fallback":
             live.last_error = RuntimeError(task.error or "failed")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from taskservice import TaskContext, TaskDefinition
-from taskservice.model import Task
+from taskservice.model import Task, props_hash
 from taskservice.storage import LmdbStore
 from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, wait_for_state
@@ -56,6 +56,30 @@ def test_an_interrupted_attempt_is_counted_and_run_again(
     # A task that never started was not interrupted.
     assert (created.result, created.interruptions) == ("ran", 0)
     assert len(calls.calls) == 2
+
+
+def test_a_run_joining_a_resumed_task_is_not_told_it_created_it(
+    services: Services, tmp_path: Path
+) -> None:
+    path = tmp_path / "left"
+    props = {"n": 7}
+    _leave(
+        path,
+        make_task(
+            "t-left",
+            state="running",
+            started_at=1_500,
+            properties=props,
+            hash=props_hash("job", props),
+        ),
+    )
+    calls = Counter()
+    service = services([_counted("ran", calls)], path=path)
+    # Whether or not the interruption count is committed yet, the task exists.
+    run = service.run("job", props, "upload", "u1")
+    assert (run.task, run.created) == ("t-left", False)
+    assert run.result(timeout=5) == "ran"
+    assert len(calls.calls) == 1
 
 
 def test_past_max_interruptions_the_task_fails_without_running(
