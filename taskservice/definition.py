@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
-from .model import Client, PropsError
+from .model import Client, PropsError, int_at_least
 
 if TYPE_CHECKING:
     from .context import TaskContext
@@ -116,7 +116,7 @@ class TaskDefinition(Generic[P, R]):
             raise TypeError(f"task {name!r}: execute must be callable, not {execute!r}")
         if expire is not None and (not isinstance(expire, int | float) or expire < 0):
             raise ValueError(f"task {name!r}: expire must be None or ms >= 0, not {expire!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 1:
+        if not int_at_least(max_retries, 1):
             raise ValueError(f"task {name!r}: max_retries must be an int >= 1, not {max_retries!r}")
         if not callable(retry_delay):
             raise TypeError(f"task {name!r}: retry_delay must be callable")
@@ -125,11 +125,7 @@ class TaskDefinition(Generic[P, R]):
                 raise TypeError(f"task {name!r}: {label} must be callable or None")
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             raise ValueError(f"task {name!r}: timeout must be None or seconds > 0")
-        if max_interruptions is not None and (
-            isinstance(max_interruptions, bool)
-            or not isinstance(max_interruptions, int)
-            or max_interruptions < 0
-        ):
+        if max_interruptions is not None and not int_at_least(max_interruptions, 0):
             raise ValueError(
                 f"task {name!r}: max_interruptions must be None or an int >= 0, "
                 f"not {max_interruptions!r}"

@@ -234,6 +234,11 @@ def props_hash(name: str, props: dict[str, Any], client: Client | None = None) -
     return hashlib.sha256(name.encode() + b":" + canonical_json(props)).hexdigest()
 
 
+def int_at_least(value: Any, minimum: int) -> bool:
+    """Whether `value` is an int (a bool is not) of at least `minimum`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def check_encodable(value: Any, what: str = "result") -> None:
     """Raise `PropsError` if `value` cannot be stored (see `canonical_json`)."""
     canonical_json(value, what)

@@ -39,7 +39,7 @@ from .definition import ServiceStopped, TaskDefinition, UnknownDefinition
 from .executors import ProcessExecutor, RemoteExecutor, default_executor
 from .metrics.hooks import MetricsHooks
 from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
-from .model import TERMINAL_STATES, Client, Task, TaskStateChanged, props_hash
+from .model import TERMINAL_STATES, Client, Task, TaskStateChanged, int_at_least, props_hash
 from .storage import Durability, TaskStore, Views, open_store
 from .storage.indexes import INDEXES
 from .storage.keys import encode_key
@@ -379,9 +379,7 @@ class TaskService:
         props = resolved.validate_props(props)
         if not isinstance(cause_type, str) or not isinstance(cause, str):
             raise TypeError("cause_type and cause must be str")
-        if expire is not None and (
-            isinstance(expire, bool) or not isinstance(expire, int) or expire < 0
-        ):
+        if expire is not None and not int_at_least(expire, 0):
             raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
         if client is not None and not isinstance(client, Client):
             raise TypeError(f"client must be a Client, not {type(client).__name__}")
@@ -615,7 +613,7 @@ class TaskService:
         periodically (e.g. `purge(7 * 86_400_000)` for a week) in servers that
         run for months. A purged task can no longer be reused by hash.
         """
-        if isinstance(older_than, bool) or not isinstance(older_than, int) or older_than < 0:
+        if not int_at_least(older_than, 0):
             raise ValueError(f"older_than must be an int of ms >= 0, not {older_than!r}")
         chosen = tuple(states)
         for state in chosen:

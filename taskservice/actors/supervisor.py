@@ -35,6 +35,7 @@ from ..model import (
     RunTask,
     Task,
     canonical_json,
+    int_at_least,
     props_hash,
 )
 from ..storage.base import StoreError
@@ -309,9 +310,7 @@ class Supervisor(FastActor):
                 if not isinstance(value, str):
                     raise TypeError(f"{label} must be a str, not {type(value).__name__}")
             expire = message.expire
-            if expire is not None and (
-                isinstance(expire, bool) or not isinstance(expire, int) or expire < 0
-            ):
+            if expire is not None and not int_at_least(expire, 0):
                 raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
             if message.client is not None and not isinstance(message.client, Client):
                 raise TypeError("client must be a Client or None")
@@ -754,11 +753,11 @@ class Supervisor(FastActor):
                 continue
             live = LiveTask(task, definition, self._rt)
             live.resumed = True
+            live.committed = True  # stored already: runs that join it are answered at once
             self._register(live)
             if task.state in ("running", "fallback"):
                 self._resume_interrupted(live)
                 continue
-            live.committed = True
             self._dispatch(live)
         if unknown:
             names = sorted({task.name for task in unknown})
@@ -784,7 +783,6 @@ class Supervisor(FastActor):
                 task.name,
                 interruptions,
             )
-            live.committed = True
             self._finish(
                 live,
                 "failed",
@@ -794,9 +792,7 @@ class Supervisor(FastActor):
             )
             return
         # Not started before the count is on disk: code that kills its process
-        # at once must still use up its interruptions. The task itself is
-        # stored already: runs that join it meanwhile are answered at once.
-        live.committed = True
+        # at once must still use up its interruptions.
         state = "fallback" if task.state == "fallback" else "created"
         if state == "fallback":
             live.last_error = RuntimeError(task.error or "failed")
@@ -863,9 +859,7 @@ class _CreatedCommitted:
 
     def __call__(self, error: BaseException | None) -> None:
         live = self.live
-        posted = self.bag.post(live if error is None else Committed(live, error))
-        if not posted and not live.result.done():
-            live.result.set_exception(ServiceStopped("the task service stopped"))
+        _post(self.bag, live, live if error is None else Committed(live, error))
 
 
 class _StartCommitted:
@@ -879,9 +873,13 @@ class _StartCommitted:
         self.token = token
 
     def __call__(self, error: BaseException | None) -> None:
-        live = self.live
-        if not self.bag.post(Started(live, self.token, error)) and not live.result.done():
-            live.result.set_exception(ServiceStopped("the task service stopped"))
+        _post(self.bag, self.live, Started(self.live, self.token, error))
+
+
+def _post(bag: Mailbag, live: LiveTask, item: Any) -> None:
+    """Hand `item` about `live` to the supervisor; if it is gone, `live` ends stopped."""
+    if not bag.post(item) and not live.result.done():
+        live.result.set_exception(ServiceStopped("the task service stopped"))
 
 
 class _Ended:
