@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from ..model import ACTIVE_STATES, Task
+from ..model import ACTIVE_STATES, STATES, Task
 from .keys import encode_key, encode_str, encode_uint
 
 __all__ = ["INDEXES", "index_keys", "start_time"]
@@ -72,25 +72,15 @@ class _Prefixes(dict[tuple[str, str], bytes]):
         return encoded
 
 
-class _Strings(dict[str, bytes]):
-    """Encoded states (a handful of values, kept forever)."""
-
-    def __missing__(self, text: str) -> bytes:
-        encoded = encode_str(text)
-        if len(self) < _PREFIX_CACHE_LIMIT:
-            self[text] = encoded
-        return encoded
-
-
 _prefixes = _Prefixes()
-_states = _Strings()
+_STATE_KEYS: Final = {state: encode_str(state) for state in STATES}
 
 
 def index_keys(task: Task) -> dict[str, bytes | None]:
     """Every index key of one task snapshot (the same keys as `INDEXES` gives, faster)."""
     cause = _prefixes[task.cause_type, task.cause]
     task_id = encode_str(task.id)
-    state = _states[task.state]
+    state = _STATE_KEYS.get(task.state) or encode_str(task.state)
     started = start_time(task)
     created = task.created_at
     return {
