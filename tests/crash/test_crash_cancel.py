@@ -25,7 +25,7 @@ from typing import IO
 
 import lmdb
 
-from taskservice.storage import LmdbStore
+from tests.storage.helpers import stored_task
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -87,10 +87,6 @@ def test_an_acknowledged_cancel_survives_sigkill(tmp_path: Path) -> None:
         child.stdin.close()
         child.stdout.close()
 
-    store = LmdbStore(data, readonly=True)
-    try:
-        task = store.get(task_id)
-    finally:
-        store.close()
+    task = stored_task(data, task_id)
     assert task is not None
     assert task.state == "cancelled", f"the acknowledged cancel was lost: {task.state}"

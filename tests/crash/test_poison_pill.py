@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from taskservice import TaskContext, TaskDefinition, TaskService
-from taskservice.storage import LmdbStore
 from tests.crash.poison_child import MAX_INTERRUPTIONS
 from tests.runtime.helpers import wait_for_state
+from tests.storage.helpers import stored_task
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -35,11 +35,7 @@ def _child(data: Path, log: Path, mode: str, stderr: Path) -> str:
 
 
 def _stored(data: Path, task_id: str) -> tuple[str, int]:
-    store = LmdbStore(data, readonly=True)
-    try:
-        task = store.get(task_id)
-    finally:
-        store.close()
+    task = stored_task(data, task_id)
     assert task is not None
     return task.state, task.interruptions
 

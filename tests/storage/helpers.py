@@ -9,7 +9,13 @@ from taskservice.model import Task
 from taskservice.storage import LmdbStore, MemoryStore, TaskStore
 from taskservice.storage.indexes import INDEXES, index_keys
 
-__all__ = ["assert_indexes_consistent", "expected_index_keys", "make_task", "open_store"]
+__all__ = [
+    "assert_indexes_consistent",
+    "expected_index_keys",
+    "make_task",
+    "open_store",
+    "stored_task",
+]
 
 
 def open_store(
@@ -23,6 +29,15 @@ def open_store(
     if mode == "batched":
         return LmdbStore(path, "batched", map_size=map_size, batch_ms=batch_ms)
     raise ValueError(f"unknown store mode {mode!r}")
+
+
+def stored_task(path: Path, task_id: str) -> Task | None:
+    """One task as committed in the LMDB store at `path`, read without a service."""
+    store = LmdbStore(path, readonly=True)
+    try:
+        return store.get(task_id)
+    finally:
+        store.close()
 
 
 def make_task(
