@@ -137,14 +137,24 @@ class MemoryStore(TaskStore):
             # run, then end), and it is held by the supervisor anyway.
             self._finished_pending += 1
             if self._finished_pending > self.PENDING_LIMIT:
-                self._apply_pending()
+                self._apply_pending(finished_only=True)
         elif len(self._pending) > self.UNFINISHED_LIMIT:
             self._apply_pending()
 
-    def _apply_pending(self) -> None:
-        """Bring the sorted indexes up to date (the lock is held)."""
+    def _apply_pending(self, finished_only: bool = False) -> None:
+        """Bring the sorted indexes up to date (the lock is held); with
+        `finished_only`, only for finished tasks (the others keep waiting)."""
         pending, self._pending = self._pending, {}
         self._finished_pending = 0
+        if finished_only:
+            waiting = self._pending
+            finished: dict[str, Task] = {}
+            for task_id, task in pending.items():
+                if task.state in TERMINAL_STATES:
+                    finished[task_id] = task
+                else:
+                    waiting[task_id] = task
+            pending = finished
         names = list(self._indexes)
         added: dict[str, list[bytes]] = {name: [] for name in names}
         removed: dict[str, list[bytes]] = {name: [] for name in names}

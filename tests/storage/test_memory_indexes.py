@@ -28,10 +28,10 @@ def test_finished_tasks_are_applied_past_their_own_limit() -> None:
     store.put(*(make_task(f"d{i}", state="done") for i in range(3)))
     assert len(store._pending) == 23
     store.put(make_task("d3", state="done"))
-    assert store._pending == {}
+    assert sorted(store._pending) == sorted(f"q{i}" for i in range(20))
     # The count starts again after an apply.
     store.put(*(make_task(f"e{i}", state="failed") for i in range(3)))
-    assert len(store._pending) == 3
+    assert len(store._pending) == 23
 
 
 def test_a_task_finished_while_pending_is_indexed_once_in_its_last_state() -> None:
@@ -51,3 +51,14 @@ def test_a_read_applies_what_waits() -> None:
     prefix = encode_key(("upload", "c1"))
     assert store.count_range("by_cause_hash", prefix, prefix_end(prefix)) == 5
     assert store._pending == {}
+
+
+def test_the_finished_limit_applies_finished_tasks_only() -> None:
+    store = small_store(finished=2, unfinished=100)
+    store.put(*(make_task(f"q{i}") for i in range(5)))
+    store.put(*(make_task(f"d{i}", state="done") for i in range(3)))
+    assert sorted(store._pending) == [f"q{i}" for i in range(5)]
+    prefix = encode_key(("created",))
+    assert len(store.scan("by_state", prefix, prefix_end(prefix), 10)) == 5
+    prefix = encode_key(("done",))
+    assert len(store.scan("by_state", prefix, prefix_end(prefix), 10)) == 3
