@@ -70,6 +70,7 @@ class Runtime:
 
 
 _NO_PROGRESS: tuple[float, float, str | None, dict[str, Any]] = (0.0, 0.0, None, {})
+_NO_EXTRA = _NO_PROGRESS[3]
 
 
 class LiveTask:
@@ -135,11 +136,11 @@ class LiveTask:
         self.pending_replies: list[Reply[Any]] | None = None
         """Runs that joined the task before its created snapshot was committed."""
         self.last_error: BaseException | None = None
+        progress = task.progress
         self._own: tuple[float, float, str | None, dict[str, Any]] = (
-            task.progress.current,
-            task.progress.total,
-            task.progress.action,
-            task.progress.extra,
+            _NO_PROGRESS  # shared: one tracked object fewer per queued task
+            if not (progress.current or progress.total or progress.action or progress.extra)
+            else (progress.current, progress.total, progress.action, progress.extra)
         )
         self._child_progress: dict[str, tuple[float, float]] = {}
         self._last_emit = 0.0
@@ -200,6 +201,8 @@ class LiveTask:
         """Own progress plus every subtask's, weighted by its progress factor."""
         with self.lock:
             current, total, action, extra = self._own
+            if extra is _NO_EXTRA:
+                extra = {}  # never hand out the shared dict
             for child_current, child_total in self._child_progress.values():
                 current += child_current
                 total += child_total
@@ -283,7 +286,7 @@ class LiveTask:
             and self.parent is None
             and self._flush_timer is None
             and not self._child_progress
-            and self._own == _NO_PROGRESS
+            and (self._own is _NO_PROGRESS or self._own == _NO_PROGRESS)
         ):
             # The usual short task: nothing reported, nothing to aggregate.
             return Progress(current=1.0, total=1.0)

@@ -22,15 +22,16 @@ T = TypeVar("T")
 class Reply(Generic[T]):
     """Set once (a value or an exception), waited for by any number of threads.
 
-    The wait is a plain lock released by the setter: no condition variable on
-    the hot path. `add_done_callback` runs callbacks once the reply is set.
+    The wait is a plain lock, made by the first waiter and released by the
+    setter: no condition variable, and no lock at all for a reply set before
+    anyone waits. `add_done_callback` runs callbacks once the reply is set.
     """
 
     __slots__ = ("_callbacks", "_done", "_error", "_gate", "_value")
 
     def __init__(self) -> None:
-        self._gate = threading.Lock()
-        self._gate.acquire()
+        self._gate: threading.Lock | None = None
+        """Made by the first thread that has to wait: most replies are set before anyone does."""
         self._done = False
         self._value: T | None = None
         self._error: BaseException | None = None
@@ -42,21 +43,23 @@ class Reply(Generic[T]):
 
     def set_result(self, value: T) -> None:
         """Answer with a value."""
-        self._value = value
-        self._finish()
+        self._finish(value, None)
 
     def set_exception(self, error: BaseException) -> None:
         """Answer with an exception, raised to the waiters."""
-        self._error = error
-        self._finish()
+        self._finish(None, error)
 
-    def _finish(self) -> None:
+    def _finish(self, value: T | None, error: BaseException | None) -> None:
         with _callbacks_lock:
             if self._done:
                 raise RuntimeError("a Reply is set only once")
+            self._value = value
+            self._error = error
             self._done = True
             callbacks, self._callbacks = self._callbacks, None
-        self._gate.release()
+            gate = self._gate
+        if gate is not None:
+            gate.release()
         for callback in callbacks or ():
             self._call(callback)
 
@@ -80,9 +83,15 @@ class Reply(Generic[T]):
     def result(self, timeout: float | None = None) -> T:
         """Wait for the answer; return the value or raise the exception."""
         if not self._done:
-            if not self._gate.acquire(timeout=-1 if timeout is None else timeout):
-                raise TimeoutError(f"no reply within {timeout} s")
-            self._gate.release()
+            with _callbacks_lock:
+                gate = self._gate
+                if gate is None and not self._done:
+                    gate = self._gate = threading.Lock()
+                    gate.acquire()  # released by the setter
+            if gate is not None:
+                if not gate.acquire(timeout=-1 if timeout is None else timeout):
+                    raise TimeoutError(f"no reply within {timeout} s")
+                gate.release()
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]

@@ -59,7 +59,8 @@ class MemoryStore(TaskStore):
         self._pending: dict[str, Task] = {}
         self._finished_pending = 0
         """Terminal snapshots stored since the indexes were last brought up to date."""
-        self._by_hash: dict[tuple[str, str, str], set[str]] = {}
+        self._by_hash: dict[tuple[str, str, str], str | set[str]] = {}
+        """Task ids by (cause type, cause, hash): one id as a str (the usual case), else a set."""
         self._hash_of: dict[str, tuple[str, str, str]] = {}
         self._versions: dict[str, int] = {}
         self._indexes: dict[str, SortedKeys] = {name: SortedKeys() for name in INDEXES}
@@ -129,7 +130,13 @@ class MemoryStore(TaskStore):
         self._pending[task_id] = task
         if version is None:
             where = (task.cause_type, task.cause, task.hash)
-            self._by_hash.setdefault(where, set()).add(task_id)
+            held = self._by_hash.get(where)
+            if held is None:
+                self._by_hash[where] = task_id
+            elif isinstance(held, str):
+                self._by_hash[where] = {held, task_id}
+            else:
+                held.add(task_id)
             self._hash_of[task_id] = where
         if task.state in TERMINAL_STATES:
             # Only finished tasks count against the limit: an unfinished one is
@@ -191,9 +198,13 @@ class MemoryStore(TaskStore):
                         self._indexes[name].discard(key)
                 where = self._hash_of.pop(task_id, None)
                 if where is not None:
-                    self._by_hash[where].discard(task_id)
-                    if not self._by_hash[where]:
+                    held = self._by_hash[where]
+                    if isinstance(held, str):
                         del self._by_hash[where]
+                    else:
+                        held.discard(task_id)
+                        if len(held) == 1:
+                            self._by_hash[where] = held.pop()
         return deleted
 
     def get(self, task_id: str) -> Task | None:
@@ -204,7 +215,8 @@ class MemoryStore(TaskStore):
         if not self._by_hash.get((cause_type, cause, hash)):
             return []  # the usual case, a new task: no lock needed for one dict read
         with self._lock:
-            ids = sorted(self._by_hash.get((cause_type, cause, hash), ()))
+            held = self._by_hash.get((cause_type, cause, hash), ())
+            ids = [held] if isinstance(held, str) else sorted(held)
             records = [self._tasks[task_id] for task_id in ids]
         return [decode_record(record) for record in records]
 

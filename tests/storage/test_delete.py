@@ -27,3 +27,19 @@ def test_delete_removes_records_and_index_entries(store: TaskStore) -> None:
     store.put(make_task("t1", state="created"))
     assert store.get("t1") is not None
     assert_indexes_consistent(store)
+
+
+def test_tasks_sharing_a_hash_are_found_until_each_is_deleted(store: TaskStore) -> None:
+    store.put(*(make_task(f"s{n}", state="done", hash="same", created_at=n) for n in range(3)))
+    store.put(make_task("other", hash="else"))
+
+    def found() -> list[str]:
+        return sorted(task.id for task in store.find_by_cause_hash("upload", "u1", "same"))
+
+    assert found() == ["s0", "s1", "s2"]
+    for gone, left in (("s1", ["s0", "s2"]), ("s0", ["s2"]), ("s2", [])):
+        assert store.delete([gone]) == 1
+        assert found() == left
+    store.put(make_task("s0", state="done", hash="same", created_at=9))
+    assert found() == ["s0"]
+    assert [task.id for task in store.find_by_cause_hash("upload", "u1", "else")] == ["other"]
