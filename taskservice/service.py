@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import pykka
 from prometheus_client import CollectorRegistry
@@ -151,6 +151,7 @@ class TaskService:
         recover: bool = True,
         ack_timeout: float = 30.0,
         executors: dict[str, RemoteExecutor] | None = None,
+        writer: Literal["process", "thread"] = "process",
     ) -> TaskService:
         """Open the store, start the actors and resume unfinished work.
 
@@ -160,6 +161,9 @@ class TaskService:
         more wait in `created`. Metrics go to a per-service Prometheus registry
         (`metrics_wsgi_app()`); `metrics_port` also serves them over HTTP on
         `metrics_host` (loopback unless told otherwise; 0 picks a free port).
+        `writer`: where a durable or batched store runs its write transactions,
+        a child process (default: py-lmdb hands the GIL over at every LMDB
+        call, which slows the service's own threads) or the store's thread.
         """
         if durability not in ("durable", "batched", "memory"):
             raise ValueError(f"durability must be durable, batched or memory, not {durability!r}")
@@ -179,6 +183,8 @@ class TaskService:
             options["map_size"] = map_size
         if max_map_size is not None:
             options["max_map_size"] = max_map_size
+        if durability != "memory":
+            options["writer"] = writer
         store = open_store(
             None if path is None else os.fspath(path),
             durability,

@@ -32,6 +32,7 @@ from .base import (
 from .indexes import INDEXES, index_keys
 from .keys import decode_key, encode_key, prefix_end
 from .known_hashes import KnownHashes
+from .writer_client import InProcessWriter, WriteItem, WriterProcess
 
 __all__ = ["LmdbStore"]
 
@@ -56,6 +57,14 @@ class LmdbStore(TaskStore):
     `batched` mode the writer commits at most every `batch_ms` milliseconds
     and fsyncs in the background: a process crash loses nothing committed, an
     OS crash may lose the last second. The map doubles when it is full.
+
+    With `writer="process"` (the default) the writer thread encodes each group
+    commit and a child process applies it: py-lmdb releases the GIL around
+    every LMDB call, and a transaction makes 10-20 calls per task, each of
+    which would hand the GIL to the service's other threads. The child ends
+    with the store (or with this process) and never commits once its parent
+    is gone. `writer="thread"` keeps the transactions in this process.
+    Reads always run in this process.
     """
 
     def __init__(
@@ -69,8 +78,11 @@ class LmdbStore(TaskStore):
         max_readers: int = 1024,
         readonly: bool = False,
         exclusive: bool = False,
+        writer: Literal["process", "thread"] = "process",
     ) -> None:
         super().__init__()
+        if writer not in ("process", "thread"):
+            raise ValueError(f"writer must be 'process' or 'thread', not {writer!r}")
         if durability not in ("durable", "batched"):
             raise ValueError(f"durability must be 'durable' or 'batched', not {durability!r}")
         self.durability = durability
@@ -108,6 +120,13 @@ class LmdbStore(TaskStore):
         self._meta = self.env.open_db(b"meta", create=create)
         self._indexes = {name: self.env.open_db(name.encode(), create=create) for name in INDEXES}
         self._check_schema()
+        self._applier: WriterProcess | InProcessWriter = (
+            WriterProcess(self.path, int(self.env.info()["map_size"]), list(INDEXES), durability)
+            if writer == "process" and not readonly
+            else InProcessWriter(self.env, self._tasks, list(self._indexes.values()))
+        )
+        """Runs the write transactions: a child process, so that the LMDB calls do not
+        hand the GIL to the service's other threads, or this process (`writer="thread"`)."""
         # Readers and the map resize must not overlap (LMDB forbids resizing
         # with a transaction open in the process).
         self._gate = threading.Condition()
@@ -328,7 +347,9 @@ class LmdbStore(TaskStore):
                 try:
                     keys = index_keys(decode_record(raw))
                 except (CorruptRecord, ValueError, TypeError):
-                    self._drop_index_entries(txn, task_id)
+                    indexes = list(self._indexes.values())
+                    for number, stale_key in self._index_entries_of(txn, task_id):
+                        txn.delete(stale_key, db=indexes[number])
                     keys = {}
                 for name, db in self._indexes.items():
                     old = keys.get(name)
@@ -464,9 +485,12 @@ class LmdbStore(TaskStore):
         versions = self._cached_versions
         new_ids = self._new_ids
         stale: list[str] = []
-        with self.env.begin(write=True) as txn:
+        items: list[WriteItem] = []
+        with contextlib.ExitStack() as reading:
+            txn: Any = None
             for task_id, item in tasks.items():
                 key = task_id.encode()
+                deletes: list[tuple[int, bytes]] = []
                 old_keys = cache.get(task_id)
                 if old_keys is not None:
                     if versions.get(task_id, 0) >= item.task.version:
@@ -477,28 +501,38 @@ class LmdbStore(TaskStore):
                     old_keys = {}  # never stored: no old record to read
                 else:
                     old_keys = {}
+                    if txn is None:
+                        txn = reading.enter_context(self._read())
                     old_raw = txn.get(key, db=self._tasks)
                     if old_raw is not None:
                         try:
-                            previous = decode_record(old_raw)
+                            previous = decode_record(bytes(old_raw))
                         except (CorruptRecord, ValueError, TypeError):
                             # The old keys are unknown: drop every entry naming this id.
-                            self._drop_index_entries(txn, task_id)
+                            deletes = self._index_entries_of(txn, task_id)
+                            log.warning(
+                                "replacing corrupt record %r; dropping %d index entries",
+                                task_id,
+                                len(deletes),
+                            )
                         else:
                             if previous.version >= item.task.version:
                                 stale.append(task_id)
                                 continue
                             old_keys = index_keys(previous)
-                for name, db in self._indexes.items():
+                puts: list[tuple[int, bytes]] = []
+                for number, name in enumerate(self._indexes):
                     old = old_keys.get(name)
                     new = item.keys[name]
                     if old == new:
                         continue
                     if old is not None:
-                        txn.delete(old, db=db)
+                        deletes.append((number, old))
                     if new is not None:
-                        txn.put(new, b"", db=db)
-                txn.put(key, item.record, db=self._tasks)
+                        puts.append((number, new))
+                items.append((key, item.record, deletes, puts))
+        if items:
+            self._applier.write(items)
         self._known.written(item.task for item in tasks.values())
         # Committed: remember the keys of unfinished tasks, forget finished ones.
         if len(cache) > _KEY_CACHE_LIMIT:
@@ -515,21 +549,19 @@ class LmdbStore(TaskStore):
                 cache[task_id] = item.keys
                 versions[task_id] = item.task.version
 
-    def _drop_index_entries(self, txn: Any, task_id: str) -> None:
-        """Delete every index key ending with `task_id` (a full scan: repair only)."""
+    def _index_entries_of(self, txn: Any, task_id: str) -> list[tuple[int, bytes]]:
+        """Every index key ending with `task_id`, as `(index number, key)` (a full scan:
+        repair only)."""
         suffix = encode_key((task_id,))
-        dropped = 0
-        for db in self._indexes.values():
+        found: list[tuple[int, bytes]] = []
+        for number, db in enumerate(self._indexes.values()):
             cursor = txn.cursor(db=db)
-            stale = [
-                bytes(key)
+            found.extend(
+                (number, bytes(key))
                 for key in cursor.iternext(keys=True, values=False)
                 if bytes(key).endswith(suffix) and _last_id(bytes(key)) == task_id.encode()
-            ]
-            for key in stale:
-                txn.delete(key, db=db)
-            dropped += len(stale)
-        log.warning("replaced corrupt record %r; dropped %d index entries", task_id, dropped)
+            )
+        return found
 
     def _grow(self) -> None:
         with self._gate:
@@ -544,6 +576,7 @@ class LmdbStore(TaskStore):
                         raise StoreFull(f"the map has reached max_map_size ({self._max_map_size})")
                     size = min(size, self._max_map_size)
                 self.env.set_mapsize(size)
+                self._applier.set_map_size(size)
                 log.info("task store map grown to %d bytes", size)
             finally:
                 self._resizing = False
@@ -568,6 +601,7 @@ class LmdbStore(TaskStore):
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join()
+        self._applier.close()
         self.env.close()
         if self._owner_lock is not None:
             self._owner_lock.close()  # releases the flock

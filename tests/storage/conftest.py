@@ -10,13 +10,13 @@ import pytest
 from taskservice.storage import LmdbStore, TaskStore
 from tests.storage.helpers import open_store
 
-MODES = ("durable", "batched", "memory")
+MODES = ("durable", "batched", "memory", "durable-thread")
 LMDB_MODES = ("durable", "batched")
 
 
 @pytest.fixture(params=MODES)
 def mode(request: pytest.FixtureRequest) -> str:
-    """Each durability mode in turn."""
+    """Each durability mode in turn (and durable with its transactions in this process)."""
     return str(request.param)
 
 

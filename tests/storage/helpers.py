@@ -21,13 +21,16 @@ __all__ = [
 def open_store(
     mode: str, path: Path, *, map_size: int = 1 << 30, batch_ms: float = 10.0
 ) -> TaskStore:
-    """A store of the given mode ("durable", "batched", "memory"); LMDB stores live at `path`."""
+    """A store of the given mode ("durable", "batched", "memory", "durable-thread"); LMDB
+    stores live at `path`."""
     if mode == "memory":
         return MemoryStore()
     if mode == "durable":
         return LmdbStore(path, "durable", map_size=map_size)
     if mode == "batched":
         return LmdbStore(path, "batched", map_size=map_size, batch_ms=batch_ms)
+    if mode == "durable-thread":  # write transactions in this process, not a writer process
+        return LmdbStore(path, "durable", map_size=map_size, writer="thread")
     raise ValueError(f"unknown store mode {mode!r}")
 
 

@@ -1,0 +1,108 @@
+"""The LMDB writer process: applies the store's write transactions outside the service's GIL.
+
+py-lmdb releases the GIL around every LMDB call, and the store makes 10-20
+calls per task. In the service's process each of them hands the GIL to
+another thread and waits to get it back (`bench/gil_lmdb.py`), which costs
+more than the calls. So a durable or batched store runs its transactions
+here, in a child process with its own interpreter: the service's writer
+thread sends one frame per group commit and waits for one reply.
+
+This file runs as a script (`python writer_process.py ...`), so it imports
+nothing from taskservice. The parent computes which keys to put and delete;
+this process only applies them, one transaction per frame, and never
+commits once its parent is gone (nobody would be told, and a new service
+may already be writing).
+
+Frames both ways: a 4-byte little-endian length, then msgpack.
+Requests: `["w", [[key, record, [[db, key], ...] deletes, [[db, key], ...] puts], ...]]`
+(a write transaction) or `["m", size]` (set the map size). Replies:
+`["ok", ""]`, `["full", message]` (the map is full: nothing was written),
+`["error", message]`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from typing import Any, BinaryIO
+
+import lmdb
+import msgspec
+
+_HEADER = struct.Struct("<I")
+
+
+def read_frame(stream: BinaryIO) -> bytes | None:
+    """The next frame's payload, or None at the end of the stream."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    payload = stream.read(size)
+    return payload if len(payload) == size else None
+
+
+def write_frame(stream: BinaryIO, payload: bytes) -> None:
+    """Send one frame."""
+    stream.write(_HEADER.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def serve(path: str, map_size: int, names: list[str], durable: bool, parent: int) -> None:
+    """Apply frames from stdin until it ends (the parent closed it, or died)."""
+    if os.getppid() != parent:
+        return
+    env = lmdb.open(
+        path,
+        map_size=map_size,
+        max_dbs=len(names) + 4,
+        sync=durable,
+        metasync=durable,
+        lock=True,
+    )
+    tasks = env.open_db(b"tasks")
+    dbs = [env.open_db(name.encode()) for name in names]
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    decoder = msgspec.msgpack.Decoder()
+    encoder = msgspec.msgpack.Encoder()
+    while True:
+        payload = read_frame(source)
+        if payload is None:
+            return
+        request: list[Any] = decoder.decode(payload)
+        try:
+            if request[0] == "m":
+                env.set_mapsize(int(request[1]))
+            else:
+                txn = env.begin(write=True)
+                try:
+                    for key, record, deletes, puts in request[1]:
+                        for db, index_key in deletes:
+                            txn.delete(index_key, db=dbs[db])
+                        for db, index_key in puts:
+                            txn.put(index_key, b"", db=dbs[db])
+                        txn.put(key, record, db=tasks)
+                except BaseException:
+                    txn.abort()
+                    raise
+                if os.getppid() != parent:
+                    txn.abort()  # the parent is gone: nobody waits for this commit
+                    return
+                txn.commit()
+            reply = ["ok", ""]
+        except lmdb.MapFullError as error:
+            reply = ["full", str(error)]
+        except lmdb.Error as error:
+            reply = ["error", f"{type(error).__name__}: {error}"]
+        write_frame(sink, encoder.encode(reply))
+
+
+if __name__ == "__main__":
+    serve(
+        path=sys.argv[1],
+        map_size=int(sys.argv[2]),
+        names=sys.argv[3].split(","),
+        durable=sys.argv[4] == "durable",
+        parent=int(sys.argv[5]),
+    )
