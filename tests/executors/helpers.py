@@ -26,8 +26,8 @@ def pid_alive(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat")
     try:
         state = stat.read_text().split(")")[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False  # ended between the two reads (reading its stat then fails with ESRCH)
     return state != "Z"
 
 

@@ -24,7 +24,7 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
             with open(f"/proc/{pid}/stat") as stat:
                 if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
                     return True
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             return True
         time.sleep(0.01)  # polling a condition with a deadline, not synchronising
     return False
