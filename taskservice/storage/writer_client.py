@@ -119,6 +119,7 @@ class WriterProcess:
     def _start(self) -> subprocess.Popen[bytes]:
         command = [
             sys.executable,
+            "-P",  # not the package's directory on sys.path: its modules would shadow others
             writer_process.__file__,
             self._path,
             str(self._map_size),
