@@ -37,12 +37,7 @@ class InProcessWriter:
     def write(self, items: Sequence[WriteItem]) -> None:
         """Apply `items` in one transaction; raises `lmdb.Error` (nothing written)."""
         with self._env.begin(write=True) as txn:
-            for key, record, deletes, puts in items:
-                for db, index_key in deletes:
-                    txn.delete(index_key, db=self._indexes[db])
-                for db, index_key in puts:
-                    txn.put(index_key, b"", db=self._indexes[db])
-                txn.put(key, record, db=self._tasks)
+            writer_process.apply(txn, self._tasks, self._indexes, items)
 
     def set_map_size(self, size: int) -> None:
         """Nothing to do: the environment is this process's."""
@@ -103,8 +98,8 @@ class WriterProcess:
             child = self._child or self._start()
             assert child.stdin is not None and child.stdout is not None
             try:
-                writer_process.write_frame(child.stdin, payload)  # type: ignore[arg-type]
-                answer = writer_process.read_frame(child.stdout)  # type: ignore[arg-type]
+                writer_process.write_frame(child.stdin, payload)
+                answer = writer_process.read_frame(child.stdout)
             except OSError:
                 answer = None
             if answer is None:

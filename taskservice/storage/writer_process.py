@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 import struct
 import sys
-from typing import Any, BinaryIO
+from collections.abc import Sequence
+from typing import IO, Any
 
 import lmdb
 import msgspec
@@ -33,7 +34,7 @@ import msgspec
 _HEADER = struct.Struct("<I")
 
 
-def read_frame(stream: BinaryIO) -> bytes | None:
+def read_frame(stream: IO[bytes]) -> bytes | None:
     """The next frame's payload, or None at the end of the stream."""
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
@@ -43,10 +44,21 @@ def read_frame(stream: BinaryIO) -> bytes | None:
     return payload if len(payload) == size else None
 
 
-def write_frame(stream: BinaryIO, payload: bytes) -> None:
+def write_frame(stream: IO[bytes], payload: bytes) -> None:
     """Send one frame."""
     stream.write(_HEADER.pack(len(payload)) + payload)
     stream.flush()
+
+
+def apply(txn: Any, tasks: Any, indexes: Sequence[Any], items: Sequence[Any]) -> None:
+    """Write `items` (`[key, record, deletes, puts]`, index keys as `[index number, key]`)
+    in the write transaction `txn`."""
+    for key, record, deletes, puts in items:
+        for db, index_key in deletes:
+            txn.delete(index_key, db=indexes[db])
+        for db, index_key in puts:
+            txn.put(index_key, b"", db=indexes[db])
+        txn.put(key, record, db=tasks)
 
 
 def serve(path: str, map_size: int, names: list[str], durable: bool, parent: int) -> None:
@@ -77,12 +89,7 @@ def serve(path: str, map_size: int, names: list[str], durable: bool, parent: int
             else:
                 txn = env.begin(write=True)
                 try:
-                    for key, record, deletes, puts in request[1]:
-                        for db, index_key in deletes:
-                            txn.delete(index_key, db=dbs[db])
-                        for db, index_key in puts:
-                            txn.put(index_key, b"", db=dbs[db])
-                        txn.put(key, record, db=tasks)
+                    apply(txn, tasks, dbs, request[1])
                 except BaseException:
                     txn.abort()
                     raise
