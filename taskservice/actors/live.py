@@ -286,7 +286,7 @@ class LiveTask:
             and self.parent is None
             and self._flush_timer is None
             and not self._child_progress
-            and (self._own is _NO_PROGRESS or self._own == _NO_PROGRESS)
+            and self._own == _NO_PROGRESS
         ):
             # The usual short task: nothing reported, nothing to aggregate.
             return Progress(current=1.0, total=1.0)
