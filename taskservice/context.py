@@ -86,7 +86,11 @@ class TaskContext:
     def progress(
         self, current: float, total: float, action: str | None = None, **extra: Any
     ) -> None:
-        """Report progress; stored and published at most every 400 ms, and at the end."""
+        """Report progress; stored and published at most every 400 ms, and at the end.
+
+        Raises `TypeError` if `action` is not a str or None and `PropsError` if
+        an `extra` value cannot be stored; the progress is then left as it was.
+        """
         self._live.report_progress(current, total, action, extra)
 
     def run(

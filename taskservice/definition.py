@@ -155,6 +155,8 @@ class TaskDefinition(Generic[P, R]):
                         function_reference(target, part)
                     except ValueError as error:
                         raise ValueError(f"task {name!r}: {error}") from None
+        if service is not None and (not isinstance(service, str) or not service):
+            raise ValueError(f"task {name!r}: service must be None or a non-empty str")
         for label, flag in (("trigger", trigger), ("action", action)):
             if not isinstance(flag, bool | str) or flag == "":
                 raise ValueError(f"task {name!r}: {label} must be a bool or a non-empty name")

@@ -234,6 +234,20 @@ def props_hash(name: str, props: dict[str, Any], client: Client | None = None) -
     return hashlib.sha256(name.encode() + b":" + canonical_json(props)).hexdigest()
 
 
+def check_client(client: Any) -> None:
+    """Raise `TypeError` unless `client` is None or a `Client` of str (or None) fields.
+
+    Structs are not validated when built, and a client is stored with its task.
+    """
+    if client is None:
+        return
+    if not isinstance(client, Client):
+        raise TypeError(f"client must be a Client or None, not {type(client).__name__}")
+    for label, value in (("user", client.user), ("session", client.session)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"client.{label} must be a str or None, not {type(value).__name__}")
+
+
 def int_at_least(value: Any, minimum: int) -> bool:
     """Whether `value` is an int (a bool is not) of at least `minimum`."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum

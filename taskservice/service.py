@@ -39,7 +39,15 @@ from .definition import ServiceStopped, TaskDefinition, UnknownDefinition
 from .executors import ProcessExecutor, RemoteExecutor, default_executor
 from .metrics.hooks import MetricsHooks
 from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
-from .model import TERMINAL_STATES, Client, Task, TaskStateChanged, int_at_least, props_hash
+from .model import (
+    TERMINAL_STATES,
+    Client,
+    Task,
+    TaskStateChanged,
+    check_client,
+    int_at_least,
+    props_hash,
+)
 from .storage import Durability, TaskStore, Views, open_store
 from .storage.indexes import INDEXES
 from .storage.keys import encode_key
@@ -387,8 +395,7 @@ class TaskService:
             raise TypeError("cause_type and cause must be str")
         if expire is not None and not int_at_least(expire, 0):
             raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
-        if client is not None and not isinstance(client, Client):
-            raise TypeError(f"client must be a Client, not {type(client).__name__}")
+        check_client(client)
         if not isinstance(progress_factor, int | float) or progress_factor < 0:
             raise ValueError("progress_factor must be a number >= 0")
         return Run(

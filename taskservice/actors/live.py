@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..model import Progress, Task
-from ..storage.base import TaskStore
+from ..model import Progress, Task, check_encodable
+from ..storage.base import Checked, TaskStore
 from .reply import Reply
 from .scheduler import Scheduler, Timer
 
@@ -171,9 +171,9 @@ class LiveTask:
             if held is not None:
                 # One write for both: the store encodes the newest, publishes both.
                 self.held = None
-                self.runtime.store.submit_new((held, task), on_commit or log_unwritten)
+                self.runtime.store.submit_new(Checked((held, task)), on_commit or log_unwritten)
             else:
-                self.runtime.store.submit((task,), on_commit or log_unwritten)
+                self.runtime.store.submit(Checked((task,)), on_commit or log_unwritten)
         return task
 
     def hold(self, task: Task) -> None:
@@ -193,7 +193,7 @@ class LiveTask:
             held = self.held
             if held is not None:
                 self.held = None
-                self.runtime.store.submit_new((held,), log_unwritten)
+                self.runtime.store.submit_new(Checked((held,)), log_unwritten)
 
     # -- progress -------------------------------------------------------------
 
@@ -211,7 +211,15 @@ class LiveTask:
     def report_progress(
         self, current: float, total: float, action: str | None, extra: dict[str, Any]
     ) -> None:
-        """Record the task's own progress; stored and published at most every 400 ms."""
+        """Record the task's own progress; stored and published at most every 400 ms.
+
+        Raises `TypeError` for an `action` that is not a str or None, `PropsError`
+        for `extra` values that cannot be stored; nothing is recorded then.
+        """
+        if action is not None and not isinstance(action, str):
+            raise TypeError(f"progress action must be a str or None, not {type(action).__name__}")
+        if extra:
+            check_encodable(extra, "progress extra")
         own = (float(current), float(total), action, extra)
         if self._flush_timer is not None and self.parent is None:
             # A flush is due: keep the newest values for it, without the lock.

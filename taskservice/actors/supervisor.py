@@ -35,10 +35,11 @@ from ..model import (
     RunTask,
     Task,
     canonical_json,
+    check_client,
     int_at_least,
     props_hash,
 )
-from ..storage.base import StoreError
+from ..storage.base import Checked, StoreError
 from ..storage.keys import encode_key, prefix_end
 from .live import LiveTask, Runtime, log_unwritten, new_id, now_ms
 from .pool import FastActor
@@ -312,8 +313,7 @@ class Supervisor(FastActor):
             expire = message.expire
             if expire is not None and not int_at_least(expire, 0):
                 raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
-            if message.client is not None and not isinstance(message.client, Client):
-                raise TypeError("client must be a Client or None")
+            check_client(message.client)
             digest = props_hash(definition.name, message.props, message.client)
         except (LookupError, TypeError, PropsError) as error:
             log.warning("rejected RunTask: %s", error)
@@ -397,7 +397,7 @@ class Supervisor(FastActor):
             live.hold(task)
             self._start_attempt(live)
             return
-        self._rt.store.submit_new((task,), self._committed_callback(live))
+        self._rt.store.submit_new(Checked((task,)), self._committed_callback(live))
 
     def _on_run_many(self, message: RunMany) -> None:
         on_run = self._on_run

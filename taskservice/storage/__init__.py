@@ -1,12 +1,21 @@
 """Persistence: order-preserving keys, the LMDB and memory stores, the views."""
 
-from .base import CorruptRecord, Durability, SchemaMismatch, StoreError, StoreFull, TaskStore
+from .base import (
+    Checked,
+    CorruptRecord,
+    Durability,
+    SchemaMismatch,
+    StoreError,
+    StoreFull,
+    TaskStore,
+)
 from .keys import decode_key, encode_key
 from .lmdb_store import LmdbStore
 from .memory_store import MemoryStore
 from .views import Views
 
 __all__ = [
+    "Checked",
     "CorruptRecord",
     "Durability",
     "LmdbStore",

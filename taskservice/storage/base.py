@@ -16,6 +16,7 @@ from .keys import decode_key, encode_key, prefix_end
 
 __all__ = [
     "Batches",
+    "Checked",
     "CommitCallback",
     "Durability",
     "StoreError",
@@ -36,6 +37,19 @@ CommitCallback = Callable[[BaseException | None], None]
 
 Batches = Sequence[tuple[Sequence[Task], CommitCallback | None]]
 """Several writes, each snapshots and the callback told when they are committed."""
+
+
+class Checked(tuple[Task, ...]):
+    """Snapshots to `submit` whose every value was checked when it entered the
+    service, so the store need not decode them again to be sure they can be read.
+
+    The supervisor's snapshots are: props, clients and results are checked when
+    a run is submitted or an attempt ends, progress when it is reported, and
+    the rest it sets itself. Any other sequence of snapshots is checked in full.
+    """
+
+    __slots__ = ()
+
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Task)
@@ -256,17 +270,18 @@ class Prepared(msgspec.Struct, gc=False):
     keys: dict[str, bytes | None]
 
 
-def prepare(task: Task, keys: bool = True) -> Prepared:
+def prepare(task: Task, keys: bool = True, checked: bool = False) -> Prepared:
     """Encode a snapshot and check it decodes again; raises `StoreError` if it cannot be stored.
 
     Task structs are not validated when built or changed, so a snapshot can hold
     values that encode but do not decode (a non-str props key, an int state...).
     Writing it would lose the task; refusing it fails only the caller's write.
+    A `checked` snapshot (see `Checked`) is only encoded: it is its own decoded form.
     With `keys=False` the index keys are left empty (computed later by the caller).
     """
     try:
         record = _VERSION_BYTE + _encoder.encode(task)
-        decoded = _decoder.decode(memoryview(record)[1:])
+        decoded = task if checked else _decoder.decode(memoryview(record)[1:])
         return Prepared(decoded, record, index_keys(decoded) if keys else {})
     except (
         msgspec.DecodeError,
@@ -289,17 +304,18 @@ def prepare_batches(
     they are not encoded at all. Returns the prepared snapshots to write and
     the error of each failed batch, by its index in `batches`.
     """
-    newest: dict[str, Task] = {}
+    newest: dict[str, tuple[Task, bool]] = {}
     for tasks, _ in batches:
+        checked = type(tasks) is Checked
         for task in tasks:
             held = newest.get(task.id)
-            if held is None or task.version >= held.version:
-                newest[task.id] = task
+            if held is None or task.version >= held[0].version:
+                newest[task.id] = (task, checked)
     prepared: dict[str, Prepared] = {}
     failed: dict[str, StoreError] = {}
-    for task_id, task in newest.items():
+    for task_id, (task, checked) in newest.items():
         try:
-            prepared[task_id] = prepare(task, keys)
+            prepared[task_id] = prepare(task, keys, checked)
         except StoreError as error:
             failed[task_id] = error
     errors: dict[int, StoreError] = {}

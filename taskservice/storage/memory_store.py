@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 
 from ..model import TERMINAL_STATES, Task
 from .base import (
+    Checked,
     CommitCallback,
     Prepared,
     StoreError,
@@ -75,7 +76,7 @@ class MemoryStore(TaskStore):
         started = time.perf_counter()
         task = tasks[0]
         try:
-            prepared = prepare(task, keys=False)
+            prepared = prepare(task, keys=False, checked=type(tasks) is Checked)
         except StoreError as error:
             if callback is not None:
                 callback(error)

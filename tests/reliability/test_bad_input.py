@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from taskservice import StoreError, TaskContext, TaskDefinition, TaskService
+from taskservice import (
+    Client,
+    PropsError,
+    RunTask,
+    StoreError,
+    TaskContext,
+    TaskDefinition,
+    TaskService,
+)
 from taskservice.storage import StoreFull
 
 
@@ -114,3 +122,55 @@ def test_an_unstorable_result_fails_the_task_without_retries(
         run.result(timeout=10)
     assert attempts == [1]
     assert service.run(ECHO, {"value": 1}, "c", "1").result(timeout=10) == 1
+
+
+@pytest.mark.parametrize("durability", ["durable", "memory"])
+def test_unstorable_progress_is_refused_where_it_is_reported(
+    tmp_path: Path, started: list[TaskService], durability: str
+) -> None:
+    refused: list[BaseException] = []
+
+    def reports(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
+        for bad in ({"action": 5}, {"when": object()}, {"tags": {1, 2}}):
+            try:
+                ctx.progress(1, 2, **bad)
+            except (TypeError, PropsError) as error:
+                refused.append(error)
+        ctx.progress(2, 2, "finishing", step="last")
+        return "ok"
+
+    definition = TaskDefinition("reports", reports)
+    service = TaskService.start(
+        None if durability == "memory" else tmp_path / "progress",
+        [definition],
+        durability=durability,  # type: ignore[arg-type]
+    )
+    started.append(service)
+    run = service.run(definition, {}, "c", "1")
+    assert run.result(timeout=10) == "ok"
+    assert [type(error) for error in refused] == [TypeError, PropsError, PropsError]
+    assert "action must be a str" in str(refused[0])
+    assert "cannot be encoded" in str(refused[1]) and "no order" in str(refused[2])
+    task = service.view.task(run.task)
+    assert task is not None and task.state == "done"
+    assert (task.progress.action, task.progress.extra) == ("finishing", {"step": "last"})
+
+
+def test_a_client_with_non_str_fields_is_refused(started: list[TaskService]) -> None:
+    service = TaskService.start(None, [ECHO], durability="memory")
+    started.append(service)
+    for client in (Client(user=5), Client(session=b"x")):  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"client\.(user|session) must be a str or None"):
+            service.run(ECHO, {"value": 1}, "c", "1", client=client)
+        reply = service.supervisor.ask(
+            RunTask(definition="echo", props={}, cause_type="c", cause="1", client=client),
+            timeout=10,
+        )
+        assert reply.task is None and "must be a str or None" in (reply.error or "")
+    assert service.store.count() == 0
+    assert service.run(ECHO, {"value": 2}, "c", "1", client=Client(user="u")).result(10) == 2
+
+
+def test_a_definition_service_must_be_a_str() -> None:
+    with pytest.raises(ValueError, match="service must be None or a non-empty str"):
+        TaskDefinition("svc", echo, service=5)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ from taskservice.model import (
     props_hash,
 )
 from taskservice.storage import (
+    Checked,
     LmdbStore,
     MemoryStore,
     SchemaMismatch,
@@ -33,6 +34,7 @@ from taskservice.storage import (
     TaskStore,
     Views,
 )
+from taskservice.storage.base import prepare, prepare_batches
 from taskservice.storage.indexes import start_time
 from tests.storage.helpers import assert_indexes_consistent, make_task, open_store
 
@@ -634,6 +636,46 @@ def test_unstorable_task_fails_only_its_own_write(
     store.put(partner)
     assert store.get("partner") == partner
     assert_indexes_consistent(store)
+
+
+def test_checked_snapshots_are_stored_as_given(store: TaskStore) -> None:
+    # `Checked` snapshots skip the decode check, not the encoding: what is
+    # stored reads back equal, indexes included, and unencodable values still
+    # fail their own write.
+    created = make_task("t1")
+    running = make_task("t1", state="running", started_at=2_000, version=2)
+    store.submit(Checked((created,)))
+    store.submit(Checked((running,)))
+    store.flush()
+    assert store.get("t1") == running
+    assert_indexes_consistent(store)
+    outcome: list[BaseException | None] = []
+    done = threading.Event()
+
+    def record(error: BaseException | None) -> None:
+        outcome.append(error)
+        done.set()
+
+    store.submit(Checked((make_task("bad", result=object()),)), record)
+    assert done.wait(30)
+    assert isinstance(outcome[0], StoreError)
+    assert store.get("bad") is None
+    assert store.count() == 1
+
+
+def test_prepare_decodes_only_unchecked_snapshots() -> None:
+    task = make_task("t1")
+    assert prepare(task, checked=True).task is task
+    decoded = prepare(task).task
+    assert decoded == task and decoded is not task
+    # An unchecked snapshot with a value that encodes but does not decode is refused.
+    with pytest.raises(StoreError, match="Expected `str`"):
+        prepare(make_task("bad", state=5))  # type: ignore[arg-type]
+    second = make_task("t2")
+    prepared, errors = prepare_batches([((task,), None), (Checked((second,)), None)])
+    assert not errors
+    assert prepared["t1"].task is not task and prepared["t1"].task == task
+    assert prepared["t2"].task is second
 
 
 def test_failed_batch_does_not_fail_its_group_commit(lmdb_store: LmdbStore) -> None:
