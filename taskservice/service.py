@@ -184,6 +184,9 @@ class TaskService:
             if definition.name in registered and registered[definition.name] is not definition:
                 raise ValueError(f"two definitions are named {definition.name!r}")
             registered[definition.name] = definition
+        if writer not in ("process", "thread"):
+            # Checked here too: a memory-mode service opens no LMDB store to check it.
+            raise ValueError(f"writer must be 'process' or 'thread', not {writer!r}")
         options: dict[str, Any] = {"exclusive": True} if durability != "memory" else {}
         if durability == "batched":
             options["batch_ms"] = batch_ms

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from taskservice import TaskService
 from taskservice.storage import LmdbStore, StoreError
 from tests.storage.helpers import assert_indexes_consistent, make_task
 
@@ -96,3 +97,12 @@ def test_the_writer_ends_with_its_parent(tmp_path: Path) -> None:
 def test_the_writer_option_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="writer must be 'process' or 'thread'"):
         LmdbStore(tmp_path / "s", "durable", writer="fork")  # type: ignore[arg-type]
+    for durability in ("durable", "memory"):
+        with pytest.raises(ValueError, match="writer must be 'process' or 'thread'"):
+            TaskService.start(
+                None if durability == "memory" else tmp_path / "svc",
+                [],
+                durability=durability,  # type: ignore[arg-type]
+                writer="fork",  # type: ignore[arg-type]
+            )
+    assert not (tmp_path / "svc").exists()  # refused before anything was created
