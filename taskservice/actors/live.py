@@ -189,11 +189,19 @@ class LiveTask:
 
     def release(self) -> None:
         """Write the held snapshot now, if it was not written with an update."""
+        held = self.take_held()
+        if held is not None:
+            self.runtime.store.submit_new(Checked((held,)), log_unwritten)
+
+    def take_held(self) -> Task | None:
+        """The held snapshot, for the caller to write now (None: already written).
+
+        The caller writes it before anything else can change the task: the
+        supervisor, for the new tasks of a `RunMany`, in one write.
+        """
         with self.lock:
-            held = self.held
-            if held is not None:
-                self.held = None
-                self.runtime.store.submit_new(Checked((held,)), log_unwritten)
+            held, self.held = self.held, None
+            return held
 
     # -- progress -------------------------------------------------------------
 

@@ -246,6 +246,8 @@ class Supervisor(FastActor):
         self._stopping = False
         self._drain: Drain | None = None
         self._mailbag = Mailbag(self.actor_ref)
+        self._unreleased: list[LiveTask] | None = None
+        """While a `RunMany` is handled: new tasks whose held snapshot it writes at its end."""
 
     # -- the actor loop: like pykka's, plus replies given later ---------------
 
@@ -388,7 +390,10 @@ class Supervisor(FastActor):
             live.committed = True
             run.reply.set_result((live, True))
             self._dispatch(live)
-            live.release()
+            if self._unreleased is not None:
+                self._unreleased.append(live)
+            else:
+                live.release()
             return
         live.await_commit(run.reply)
         if self._can_start(live):
@@ -401,13 +406,28 @@ class Supervisor(FastActor):
 
     def _on_run_many(self, message: RunMany) -> None:
         on_run = self._on_run
-        for run in message.runs:
-            try:
-                on_run(run)
-            except Exception as error:  # one bad run must not take the others down
-                log.exception("run of %s failed", run.definition.name)
-                if not run.reply.done():
-                    run.reply.set_exception(error)
+        unreleased: list[LiveTask] = []
+        self._unreleased = unreleased
+        try:
+            for run in message.runs:
+                try:
+                    on_run(run)
+                except Exception as error:  # one bad run must not take the others down
+                    log.exception("run of %s failed", run.definition.name)
+                    if not run.reply.done():
+                        run.reply.set_exception(error)
+        finally:
+            self._unreleased = None
+            # The created snapshots of the new tasks that did not start at once
+            # (the others went with their running snapshot): one write for all.
+            held = [task for live in unreleased if (task := live.take_held()) is not None]
+            if held:
+                try:
+                    self._rt.store.submit_new(Checked(held), log_unwritten)
+                except Exception:
+                    log.exception(
+                        "the created snapshots of %d queued tasks were not written", len(held)
+                    )
 
     def _adopt(self, live: LiveTask, run: Run) -> None:
         """A subtask joined by another parent reports progress to the first one only."""

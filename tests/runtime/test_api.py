@@ -22,8 +22,9 @@ from taskservice import (
     UnknownDefinition,
     task,
 )
+from taskservice.storage import Durability
 from tests.runtime.conftest import Services
-from tests.runtime.helpers import Counter, wait_for_state
+from tests.runtime.helpers import Counter, wait_for, wait_for_state
 
 
 def echo(props: dict[str, Any], ctx: TaskContext, emit: Any) -> dict[str, Any]:
@@ -258,6 +259,34 @@ def test_run_many_starts_all_and_validates_all_first(services: Services) -> None
         )
     assert service.store.count() == count  # nothing started: the bad run was found first
     assert sorted(calls) == list(range(20))
+
+
+@pytest.mark.parametrize("durability", ["memory", "batched"])
+def test_run_many_writes_the_queued_tasks_in_one_commit(
+    services: Services, durability: Durability
+) -> None:
+    gate = services.event()
+
+    def wait(props: dict[str, Any], ctx: TaskContext, emit: Any) -> int:
+        gate.wait(10)
+        return int(props["n"])
+
+    definition = TaskDefinition("wait", wait)
+    service = services([definition], durability=durability, max_concurrency=2)
+    commits = service.store.stats.commits
+    runs = service.run_many([(definition, {"n": n}, "batch", "b1") for n in range(6)])
+    service.store.flush()
+    view = service.view
+    # Every task is stored at once: two running, four created, the created ones
+    # written together (memory mode writes each started task on its own).
+    assert wait_for(lambda: len(view.tasks_by_cause_and_state("batch", "b1", "running")) == 2)
+    created = view.tasks_by_cause_and_state("batch", "b1", "created")
+    assert sorted(task.id for task in created) == sorted(run.task for run in runs[2:])
+    if durability == "memory":
+        assert service.store.stats.commits - commits == 3  # two started, one for the queued
+    gate.set()
+    assert [run.result(timeout=10) for run in runs] == list(range(6))
+    assert len(view.tasks_by_cause_and_state("batch", "b1", "done")) == 6
 
 
 def test_run_many_of_nothing_returns_nothing(services: Services) -> None:
