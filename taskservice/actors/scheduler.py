@@ -64,6 +64,11 @@ class Scheduler:
                     if not self._heap:
                         self._cond.wait()
                         continue
+                    if self._heap[0][2].cancelled:
+                        # Dropped at once, not when due: a progress flush is
+                        # cancelled by the end of nearly every short task.
+                        heapq.heappop(self._heap)
+                        continue
                     wait = self._heap[0][0] - time.monotonic()
                     if wait <= 0:
                         break
