@@ -175,6 +175,8 @@ class TaskService:
         """
         if durability not in ("durable", "batched", "memory"):
             raise ValueError(f"durability must be durable, batched or memory, not {durability!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, not {name!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be an int >= 1, not {max_concurrency!r}")
         registered: dict[str, TaskDefinition[Any, Any]] = {}

@@ -118,7 +118,8 @@ class TaskActor(PooledActor):
                     raise UnstorableResult(str(bad)) from None
         except BaseException as caught:
             error = caught
-            stack = getattr(caught, "remote_stack", None) or format_failure(caught)
+            remote = getattr(caught, "remote_stack", None)  # a worker process's own traceback
+            stack = remote if isinstance(remote, str) and remote else format_failure(caught)
         finally:
             if (
                 not self._fallback

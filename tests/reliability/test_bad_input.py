@@ -174,3 +174,39 @@ def test_a_client_with_non_str_fields_is_refused(started: list[TaskService]) -> 
 def test_a_definition_service_must_be_a_str() -> None:
     with pytest.raises(ValueError, match="service must be None or a non-empty str"):
         TaskDefinition("svc", echo, service=5)  # type: ignore[arg-type]
+
+
+def test_a_service_name_must_be_a_str(tmp_path: Path) -> None:
+    for name in (5, ""):
+        with pytest.raises(ValueError, match="name must be a non-empty str"):
+            TaskService.start(None, [ECHO], durability="memory", name=name)  # type: ignore[arg-type]
+
+
+class OddStack(RuntimeError):
+    """An exception whose `remote_stack` (the attribute worker errors carry) is no str."""
+
+    remote_stack = 5
+
+
+@pytest.mark.parametrize("durability", ["durable", "memory"])
+def test_an_error_with_an_odd_remote_stack_is_stored_with_its_own_traceback(
+    tmp_path: Path, started: list[TaskService], durability: str
+) -> None:
+    def odd(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
+        raise OddStack("odd")
+
+    definition = TaskDefinition("odd", odd, max_retries=1)
+    service = TaskService.start(
+        None if durability == "memory" else tmp_path / "odd",
+        [definition],
+        durability=durability,  # type: ignore[arg-type]
+    )
+    started.append(service)
+    run = service.run(definition, {}, "c", "1")
+    with pytest.raises(Exception, match="odd"):
+        run.result(timeout=10)
+    task = service.view.task(run.task)  # decodes: the record was stored whole
+    assert task is not None and task.state == "failed"
+    assert (
+        task.retries[0].stack.startswith("Traceback") and "OddStack: odd" in task.retries[0].stack
+    )
