@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from ..model import ACTIVE_STATES, STATES, Task
+from ..model import ACTIVE_STATES, STATES, SUBTASK_CAUSE_TYPE, Task
 from .keys import encode_key, encode_str, encode_uint
 
 __all__ = ["INDEXES", "index_keys", "start_time"]
@@ -73,6 +73,19 @@ class _Prefixes(dict[tuple[str, str], bytes]):
 
 
 _prefixes = _Prefixes()
+
+
+class _Names(dict[str, bytes]):
+    """The encoded key part of recent task names (a bounded cache, as `_Prefixes`)."""
+
+    def __missing__(self, name: str) -> bytes:
+        if len(self) >= _PREFIX_CACHE_LIMIT:
+            self.clear()
+        encoded = self[name] = encode_str(name)
+        return encoded
+
+
+_names = _Names()
 _STATE_KEYS: Final = {state: encode_str(state) for state in STATES}
 
 
@@ -93,5 +106,7 @@ def index_keys(task: Task) -> dict[str, bytes | None]:
         + (encode_uint(created) if created >= 0 else encode_key((created,)))
         + task_id,
         "by_root": _prefixes[task.root_type, task.root] + task_id,
-        "running_roots_by_name": _running_roots_by_name(task),
+        "running_roots_by_name": None
+        if task.cause_type == SUBTASK_CAUSE_TYPE or task.state not in ACTIVE_STATES
+        else _names[task.name] + task_id,
     }

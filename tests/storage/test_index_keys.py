@@ -34,7 +34,13 @@ def test_index_keys_match_the_index_functions() -> None:
 
 
 def test_many_causes_do_not_change_the_keys() -> None:
-    # More distinct causes than the prefix cache keeps: it is emptied, never wrong.
+    # More distinct causes and names than the caches keep: they are emptied, never wrong.
     for number in range(10_000):
-        task = make_task(f"t{number}", cause=f"cause-{number}", root=f"root-{number % 7}")
+        task = make_task(
+            f"t{number}",
+            name=f"name-{number % 5_000}",
+            cause=f"cause-{number}",
+            root=f"root-{number % 7}",
+            state="running",
+        )
         assert index_keys(task) == {name: key_of(task) for name, key_of in INDEXES.items()}
