@@ -48,12 +48,22 @@ _id_prefix = secrets.token_hex(3)
 _id_counter = itertools.count(secrets.randbelow(1 << 20))
 
 
-def new_id() -> str:
+_id_head: tuple[int, str] = (-1, "")
+"""The last millisecond an id was made in, and its formatted head (ms and prefix)."""
+
+
+def new_id(now: int | None = None) -> str:
     """A new task id: time-ordered hex, unique across processes and restarts.
 
-    Milliseconds, then a random per-process prefix, then a counter.
+    Milliseconds (`now`, else the clock's), then a random per-process
+    prefix, then a counter.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{_id_prefix}{next(_id_counter) & 0xFFFFF:05x}"
+    global _id_head
+    ms = time.time_ns() // 1_000_000 if now is None else now
+    head = _id_head  # one read: another thread may replace it meanwhile
+    if head[0] != ms:
+        head = _id_head = (ms, f"{ms:012x}{_id_prefix}")
+    return f"{head[1]}{next(_id_counter) & 0xFFFFF:05x}"
 
 
 @dataclass(eq=False)

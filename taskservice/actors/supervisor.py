@@ -367,7 +367,7 @@ class Supervisor(FastActor):
             return
         parent = run.parent
         task = Task(
-            id=new_id(),
+            id=new_id(now),
             name=definition.name,
             service=definition.service or self._rt.name,
             properties=run.props,
