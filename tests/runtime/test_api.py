@@ -275,13 +275,16 @@ def test_run_many_writes_the_queued_tasks_in_one_commit(
     service = services([definition], durability=durability, max_concurrency=2)
     commits = service.store.stats.commits
     runs = service.run_many([(definition, {"n": n}, "batch", "b1") for n in range(6)])
-    service.store.flush()
     view = service.view
-    # Every task is stored at once: two running, four created, the created ones
-    # written together (memory mode writes each started task on its own).
-    assert wait_for(lambda: len(view.tasks_by_cause_and_state("batch", "b1", "running")) == 2)
-    created = view.tasks_by_cause_and_state("batch", "b1", "created")
-    assert sorted(task.id for task in created) == sorted(run.task for run in runs[2:])
+
+    def stored(state: str) -> list[str]:
+        return sorted(task.id for task in view.tasks_by_cause_and_state("batch", "b1", state))
+
+    # The runs are answered before the supervisor has written the queued tasks:
+    # wait until two run and four wait, the four written together (memory mode
+    # writes each started task on its own).
+    assert wait_for(lambda: len(stored("running")) == 2 and len(stored("created")) == 4)
+    assert stored("created") == sorted(run.task for run in runs[2:])
     if durability == "memory":
         assert service.store.stats.commits - commits == 3  # two started, one for the queued
     gate.set()
