@@ -124,6 +124,22 @@ def test_an_unstorable_result_fails_the_task_without_retries(
     assert service.run(ECHO, {"value": 1}, "c", "1").result(timeout=10) == 1
 
 
+def start_in(
+    durability: str,
+    tmp_path: Path,
+    started: list[TaskService],
+    definition: TaskDefinition[Any, Any],
+) -> TaskService:
+    """A service of `durability` (on a fresh store under `tmp_path`) running `definition`."""
+    service = TaskService.start(
+        None if durability == "memory" else tmp_path / "store",
+        [definition],
+        durability=durability,  # type: ignore[arg-type]
+    )
+    started.append(service)
+    return service
+
+
 @pytest.mark.parametrize("durability", ["durable", "memory"])
 def test_unstorable_progress_is_refused_where_it_is_reported(
     tmp_path: Path, started: list[TaskService], durability: str
@@ -140,12 +156,7 @@ def test_unstorable_progress_is_refused_where_it_is_reported(
         return "ok"
 
     definition = TaskDefinition("reports", reports)
-    service = TaskService.start(
-        None if durability == "memory" else tmp_path / "progress",
-        [definition],
-        durability=durability,  # type: ignore[arg-type]
-    )
-    started.append(service)
+    service = start_in(durability, tmp_path, started, definition)
     run = service.run(definition, {}, "c", "1")
     assert run.result(timeout=10) == "ok"
     assert [type(error) for error in refused] == [TypeError, PropsError, PropsError]
@@ -196,12 +207,7 @@ def test_an_error_with_an_odd_remote_stack_is_stored_with_its_own_traceback(
         raise OddStack("odd")
 
     definition = TaskDefinition("odd", odd, max_retries=1)
-    service = TaskService.start(
-        None if durability == "memory" else tmp_path / "odd",
-        [definition],
-        durability=durability,  # type: ignore[arg-type]
-    )
-    started.append(service)
+    service = start_in(durability, tmp_path, started, definition)
     run = service.run(definition, {}, "c", "1")
     with pytest.raises(Exception, match="odd"):
         run.result(timeout=10)
