@@ -299,6 +299,8 @@ class LmdbStore(TaskStore):
 
     def raw_put(self, key: bytes, value: bytes) -> None:
         """Write raw bytes as a task record, bypassing encoding (for repair tools and tests)."""
+        if self._readonly:
+            raise self._read_only_error()
         self.flush()
         with self._gated(), self.env.begin(write=True) as txn:
             txn.put(key, value, db=self._tasks)
@@ -318,12 +320,16 @@ class LmdbStore(TaskStore):
         with self._submit_lock:
             if self._closed:
                 raise StoreError("the task store is closed")
+            if self._readonly:
+                raise self._read_only_error()
             self._queue.put((tasks, callback))
 
     def submit_new(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
         with self._submit_lock:
             if self._closed:
                 raise StoreError("the task store is closed")
+            if self._readonly:
+                raise self._read_only_error()
             self._new_ids.update(task.id for task in tasks)
             self._queue.put((tasks, callback))
 
@@ -333,9 +339,13 @@ class LmdbStore(TaskStore):
         with self._submit_lock:
             if self._closed:
                 raise StoreError("the task store is closed")
+            if self._readonly:
+                raise self._read_only_error()
             self._queue.put(list(batches))
 
     def delete(self, task_ids: Sequence[str]) -> int:
+        if self._readonly:
+            raise self._read_only_error()
         self.flush()
         deleted = 0
         with self._gated(), self.env.begin(write=True) as txn:
@@ -368,6 +378,8 @@ class LmdbStore(TaskStore):
         For filling a store nothing else writes to yet (a memory-mode snapshot,
         a restore): no hand-off to the writer thread per chunk.
         """
+        if self._readonly:
+            raise self._read_only_error()
         self.flush()
         batch: list[Task] = []
         for task in tasks:
@@ -592,6 +604,9 @@ class LmdbStore(TaskStore):
             self.env.copy(dest, compact=True)
         with contextlib.suppress(OSError):
             os.chmod(os.path.join(dest, "data.mdb"), 0o600)
+
+    def _read_only_error(self) -> StoreError:
+        return StoreError(f"task store at {self.path!r} is open read-only: it takes no writes")
 
     def close(self) -> None:
         with self._submit_lock:

@@ -815,3 +815,30 @@ def test_flush_makes_submitted_writes_visible(store: TaskStore) -> None:
         f"t{i}" for i in range(10)
     ]
     assert store.stats.commits >= 1
+
+
+def test_a_read_only_store_refuses_every_write_at_once(tmp_path: Path) -> None:
+    writable = LmdbStore(tmp_path / "s", "durable")
+    kept = make_task("kept")
+    writable.put(kept)
+    writable.close()
+    store = LmdbStore(tmp_path / "s", readonly=True)
+    try:
+        attempts: dict[str, Callable[[], object]] = {
+            "put": lambda: store.put(make_task("new"), timeout=30),
+            "submit": lambda: store.submit([make_task("new")]),
+            "submit_new": lambda: store.submit_new([make_task("new")]),
+            "submit_batches": lambda: store.submit_batches([([make_task("new")], None)]),
+            "delete": lambda: store.delete(["kept"]),
+            "load": lambda: store.load([make_task("new")]),
+            "raw_put": lambda: store.raw_put(b"new", b"\x01"),
+        }
+        for name, attempt in attempts.items():
+            with pytest.raises(StoreError, match="open read-only"):
+                attempt()
+            assert store.get("new") is None, name
+        # Reads keep working, and nothing changed.
+        assert store.get("kept") == kept
+        assert store.count() == 1
+    finally:
+        store.close()
