@@ -177,8 +177,16 @@ class TaskService:
             raise ValueError(f"durability must be durable, batched or memory, not {durability!r}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, not {name!r}")
-        if not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be an int >= 1, not {max_concurrency!r}")
+        _check_start_options(
+            max_concurrency=max_concurrency,
+            batch_ms=batch_ms,
+            map_size=map_size,
+            max_map_size=max_map_size,
+            ack_timeout=ack_timeout,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+            recover=recover,
+        )
         registered: dict[str, TaskDefinition[Any, Any]] = {}
         for definition in definitions:
             if not isinstance(definition, TaskDefinition):
@@ -215,7 +223,11 @@ class TaskService:
         if recover:
             reply: concurrent.futures.Future[list[Task]] = concurrent.futures.Future()
             self.supervisor.tell(Recover(reply))
-            self.unrecovered = reply.result(ack_timeout)
+            try:
+                self.unrecovered = reply.result(ack_timeout)
+            except BaseException:
+                self.stop()
+                raise
         with cls._registry_lock:
             cls._services[name] = self
             cls._current = self
@@ -724,6 +736,40 @@ class TaskService:
                 f"no task service {name!r} is started" if name else "no task service is started"
             )
         return service
+
+
+def _check_start_options(
+    *,
+    max_concurrency: Any,
+    batch_ms: Any,
+    map_size: Any,
+    max_map_size: Any,
+    ack_timeout: Any,
+    metrics_port: Any,
+    metrics_host: Any,
+    recover: Any,
+) -> None:
+    """Raise `ValueError`/`TypeError` for a `TaskService.start` option of the wrong
+    kind, before anything is created."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+    if not int_at_least(max_concurrency, 1):
+        raise ValueError(f"max_concurrency must be an int >= 1, not {max_concurrency!r}")
+    if not number(batch_ms) or batch_ms < 0:
+        raise ValueError(f"batch_ms must be a number of milliseconds >= 0, not {batch_ms!r}")
+    for label, size in (("map_size", map_size), ("max_map_size", max_map_size)):
+        if size is not None and not int_at_least(size, 1):
+            raise ValueError(f"{label} must be None or an int of bytes >= 1, not {size!r}")
+    if not number(ack_timeout) or ack_timeout <= 0:
+        raise ValueError(f"ack_timeout must be a number of seconds > 0, not {ack_timeout!r}")
+    if metrics_port is not None and not (int_at_least(metrics_port, 0) and metrics_port < 65536):
+        raise ValueError(f"metrics_port must be None or a port 0-65535, not {metrics_port!r}")
+    if not isinstance(metrics_host, str):
+        raise TypeError(f"metrics_host must be a str, not {type(metrics_host).__name__}")
+    if not isinstance(recover, bool):
+        raise TypeError(f"recover must be a bool, not {type(recover).__name__}")
 
 
 def _task_run(outcome: RunOutcome) -> TaskRun[Any]:

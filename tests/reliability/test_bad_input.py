@@ -216,3 +216,28 @@ def test_an_error_with_an_odd_remote_stack_is_stored_with_its_own_traceback(
     assert (
         task.retries[0].stack.startswith("Traceback") and "OddStack: odd" in task.retries[0].stack
     )
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"max_concurrency": True}, ValueError, "max_concurrency must be an int >= 1"),
+        ({"max_concurrency": 0}, ValueError, "max_concurrency must be an int >= 1"),
+        ({"durability": "batched", "batch_ms": -5}, ValueError, "batch_ms must be a number"),
+        ({"durability": "batched", "batch_ms": "10"}, ValueError, "batch_ms must be a number"),
+        ({"map_size": 0}, ValueError, "map_size must be None or an int of bytes >= 1"),
+        ({"max_map_size": 1.5}, ValueError, "max_map_size must be None or an int"),
+        ({"ack_timeout": -1}, ValueError, "ack_timeout must be a number of seconds > 0"),
+        ({"ack_timeout": float("nan")}, ValueError, "ack_timeout must be a number"),
+        ({"metrics_port": 70_000}, ValueError, "metrics_port must be None or a port"),
+        ({"metrics_port": "9100"}, ValueError, "metrics_port must be None or a port"),
+        ({"metrics_host": None}, TypeError, "metrics_host must be a str"),
+        ({"recover": "no"}, TypeError, "recover must be a bool"),
+    ],
+)
+def test_bad_start_options_are_refused_before_anything_is_created(
+    tmp_path: Path, options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        TaskService.start(tmp_path / "store", [ECHO], **options)
+    assert not (tmp_path / "store").exists()
