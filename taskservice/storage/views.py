@@ -4,13 +4,16 @@ Every view returns `list[Task]` in index order. To fetch the next page, pass
 the last task of the previous page as `gt` (a task id string works too).
 Views read committed state: in `durable` and `memory` mode that is every
 acknowledged change; in `batched` mode the last few milliseconds may lag.
+Arguments of the wrong type raise `TypeError`, an unknown state `ValueError`
+(rather than an empty page that would hide the mistake); a `limit` of 0 or
+less gives an empty page.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..model import Task
+from ..model import STATES, Task
 from .base import TaskStore
 from .indexes import INDEXES
 from .keys import encode_key, prefix_end
@@ -36,6 +39,13 @@ class Views:
         low: bytes | None = None,
         high: bytes | None = None,
     ) -> list[Task]:
+        for part in prefix:
+            if not isinstance(part, str):
+                raise TypeError(f"{index} takes str key parts, not {type(part).__name__}")
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise TypeError(f"limit must be an int, not {type(limit).__name__}")
+        if gt is not None and not isinstance(gt, Task | str):
+            raise TypeError(f"gt must be a Task, a task id or None, not {type(gt).__name__}")
         if limit <= 0:
             return []
         base = encode_key(prefix)
@@ -61,6 +71,8 @@ class Views:
 
     def task(self, task_id: str) -> Task | None:
         """One task by id, or None."""
+        if not isinstance(task_id, str):
+            raise TypeError(f"a task id is a str, not {type(task_id).__name__}")
         return self._store.get(task_id)
 
     def tasks_by_cause_and_hash(
@@ -73,7 +85,7 @@ class Views:
         self, cause_type: str, cause: str, state: str, *, gt: Cursor = None, limit: int = 100
     ) -> list[Task]:
         """Tasks of one cause in one state, by id."""
-        return self._page("by_cause_state", (cause_type, cause, state), gt, limit)
+        return self._page("by_cause_state", (cause_type, cause, _known(state)), gt, limit)
 
     def tasks_by_cause_and_start(
         self,
@@ -90,13 +102,16 @@ class Views:
         `since` is inclusive, `until` exclusive.
         """
         prefix = (cause_type, cause)
+        for label, bound in (("since", since), ("until", until)):
+            if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool)):
+                raise TypeError(f"{label} must be None or an int of ms, not {type(bound).__name__}")
         low = encode_key((*prefix, since)) if since is not None else None
         high = encode_key((*prefix, until)) if until is not None else None
         return self._page("by_cause_start", prefix, gt, limit, low, high)
 
     def tasks_by_state(self, state: str, *, gt: Cursor = None, limit: int = 100) -> list[Task]:
         """Tasks in one state, oldest first."""
-        return self._page("by_state", (state,), gt, limit)
+        return self._page("by_state", (_known(state),), gt, limit)
 
     def tasks_by_root(
         self, root_type: str, root: str, *, gt: Cursor = None, limit: int = 100
@@ -109,3 +124,12 @@ class Views:
     ) -> list[Task]:
         """Top-level tasks of one definition that are not finished yet, by id."""
         return self._page("running_roots_by_name", (name,), gt, limit)
+
+
+def _known(state: str) -> str:
+    """`state`, if it is one of `STATES`; else `ValueError` (a typo would find nothing)."""
+    if state not in STATES:
+        if not isinstance(state, str):
+            raise TypeError(f"a state is a str, not {type(state).__name__}")
+        raise ValueError(f"unknown state {state!r}; the states are {', '.join(STATES)}")
+    return state

@@ -294,6 +294,37 @@ def test_views_page_through_whole_result(store: TaskStore) -> None:
                 assert got == expected, f"{description} limit={limit} cursor={cursor}"
 
 
+@pytest.mark.parametrize(
+    ("read", "error", "match"),
+    [
+        (lambda v: v.task(5), TypeError, "a task id is a str"),
+        (
+            lambda v: v.tasks_by_cause_and_state("upload", "u1", "finished"),
+            ValueError,
+            "unknown state",
+        ),
+        (lambda v: v.tasks_by_state("Done"), ValueError, "unknown state 'Done'"),
+        (lambda v: v.tasks_by_state(None), TypeError, "a state is a str"),
+        (lambda v: v.tasks_by_cause_and_hash("upload", 1, "h"), TypeError, "str key parts"),
+        (lambda v: v.tasks_by_root(None, "u1"), TypeError, "str key parts"),
+        (lambda v: v.running_task_roots_by_name(b"job"), TypeError, "str key parts"),
+        (lambda v: v.tasks_by_cause_and_start("upload", "u1", since="1"), TypeError, "since"),
+        (lambda v: v.tasks_by_cause_and_start("upload", "u1", until=1.5), TypeError, "until"),
+        (lambda v: v.tasks_by_state("done", limit="10"), TypeError, "limit must be an int"),
+        (lambda v: v.tasks_by_state("done", limit=True), TypeError, "limit must be an int"),
+        (lambda v: v.tasks_by_state("done", gt=5), TypeError, "gt must be a Task"),
+    ],
+)
+def test_views_refuse_arguments_that_would_find_nothing(
+    store: TaskStore, read: Callable[[Views], object], error: type[Exception], match: str
+) -> None:
+    # A wrong type or a misspelt state would otherwise quietly give an empty page.
+    store.put(make_task("t1", state="done"))
+    with pytest.raises(error, match=match):
+        read(Views(store))
+    assert [t.id for t in Views(store).tasks_by_state("done")] == ["t1"]
+
+
 def test_view_limits_and_cursors(store: TaskStore) -> None:
     tasks = [
         make_task(f"t{i}", state="running", started_at=2_000 + (i % 3), created_at=1_000 + i)
