@@ -501,10 +501,14 @@ class TaskService:
 
         Idempotent: cancelling a finished or cancelled task does nothing.
         """
+        if not isinstance(task_id, str):
+            raise TypeError(f"a task id is a str, not {type(task_id).__name__}")
         return self._cancel(Cancel(concurrent.futures.Future(), task_id=task_id))
 
     def cancel_cause(self, cause_type: str, cause: str) -> int:
         """Cancel every unfinished task of a cause, with their subtasks."""
+        if not isinstance(cause_type, str) or not isinstance(cause, str):
+            raise TypeError("cause_type and cause must be str")
         return self._cancel(Cancel(concurrent.futures.Future(), cause=(cause_type, cause)))
 
     def _cancel(self, message: Cancel) -> int:
@@ -524,6 +528,8 @@ class TaskService:
         `subscriber` is a pykka actor ref, or a callable (wrapped in an actor).
         Returns the subscribed actor ref (for `unsubscribe`).
         """
+        if not isinstance(pattern, str):
+            raise TypeError(f"pattern must be a str, not {type(pattern).__name__}")
         ref = self._subscriber_ref(subscriber)
         self.bus.ask(Subscribe(ref=ref, pattern=pattern))
         return ref

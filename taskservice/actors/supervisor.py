@@ -264,11 +264,12 @@ class Supervisor(FastActor):
                     response = handler(self, message)
                 else:  # pykka's own messages (stop, proxy calls) and unknown ones
                     response = self._handle_receive(message)
-            except Exception:
+            except Exception as error:
                 if envelope.reply_to is not None:
                     envelope.reply_to.set_exception()
                 else:
                     log.exception("supervisor failed on %r", envelope.message)
+                    _fail_reply(message, error)
                 continue
             except BaseException:
                 log.exception("supervisor stopping on %r", envelope.message)
@@ -933,6 +934,15 @@ class _Ended:
             supervisor._unregister(live)  # committed inline (memory mode): no message needed
         else:
             supervisor._mailbag.forget(live)
+
+
+def _fail_reply(message: Any, error: Exception) -> None:
+    """Answer a told message that carries its own reply with the error its handler
+    raised, so that its sender is not left waiting for its timeout."""
+    reply = getattr(message, "reply", None)
+    if reply is not None and hasattr(reply, "set_exception") and not reply.done():
+        with contextlib.suppress(Exception):  # set meanwhile by another thread
+            reply.set_exception(error)
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:

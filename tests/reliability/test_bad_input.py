@@ -3,6 +3,7 @@ service keeps serving other work."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from taskservice import (
     TaskDefinition,
     TaskService,
 )
+from taskservice.actors.supervisor import Cancel
 from taskservice.storage import StoreFull
 
 
@@ -241,3 +243,29 @@ def test_bad_start_options_are_refused_before_anything_is_created(
     with pytest.raises(error, match=match):
         TaskService.start(tmp_path / "store", [ECHO], **options)
     assert not (tmp_path / "store").exists()
+
+
+def test_cancel_and_subscribe_refuse_arguments_of_the_wrong_type(
+    tmp_path: Path, started: list[TaskService]
+) -> None:
+    service = start_in("durable", tmp_path, started, ECHO)
+    with pytest.raises(TypeError, match="a task id is a str"):
+        service.cancel(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cause_type and cause must be str"):
+        service.cancel_cause(1, "x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="pattern must be a str"):
+        service.subscribe(lambda message: None, pattern=5)  # type: ignore[arg-type]
+    assert service.run(ECHO, {"value": 1}, "c", "1").result(timeout=10) == 1
+
+
+def test_a_failing_internal_message_answers_its_sender_at_once(
+    tmp_path: Path, started: list[TaskService]
+) -> None:
+    # A message that carries its own reply and makes its handler raise: the
+    # error reaches the sender instead of leaving it waiting for its timeout.
+    service = start_in("durable", tmp_path, started, ECHO)
+    reply: concurrent.futures.Future[int] = concurrent.futures.Future()
+    service.supervisor.tell(Cancel(reply, task_id=5))  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        reply.result(timeout=10)
+    assert service.run(ECHO, {"value": 2}, "c", "1").result(timeout=10) == 2  # still serving
