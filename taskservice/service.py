@@ -11,6 +11,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from typing import Any, Generic, Literal, TypeVar
 
+import msgspec
 import pykka
 from prometheus_client import CollectorRegistry
 
@@ -36,7 +37,7 @@ from .actors.trigger_bus import (
     Unsubscribe,
 )
 from .definition import ServiceStopped, TaskDefinition, UnknownDefinition
-from .executors import ProcessExecutor, RemoteExecutor, default_executor
+from .executors import EXECUTORS, ProcessExecutor, RemoteExecutor, default_executor
 from .metrics.hooks import MetricsHooks
 from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
 from .model import (
@@ -341,7 +342,7 @@ class TaskService:
         """
         prepared = [
             self._prepare(definition, props, cause_type, cause, expire=expire, client=client)
-            for definition, props, cause_type, cause in runs
+            for definition, props, cause_type, cause in map(_run_item, runs)
         ]
         if not prepared:
             return []
@@ -463,6 +464,13 @@ class TaskService:
         A definition listens to its `trigger` name (when set) and always to
         `runTask_<service>_<name>`. No listener: an empty list.
         """
+        if not isinstance(name, str):
+            raise TypeError(f"a trigger name is a str, not {type(name).__name__}")
+        if not isinstance(props, dict | msgspec.Struct):  # a Struct: for typed props
+            raise TypeError(f"props must be a dict, not {type(props).__name__}")
+        for label, value in (("cause", cause), ("service", service)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{label} must be a str or None, not {type(value).__name__}")
         runs: list[TaskRun[Any]] = []
         for definition in list(self.definitions.values()):
             own_service = definition.service or self.name
@@ -547,6 +555,12 @@ class TaskService:
 
     def unsubscribe(self, subscriber: pykka.ActorRef[Any], pattern: str | None = None) -> None:
         """Stop deliveries to a subscriber (or only those of one pattern)."""
+        if not isinstance(subscriber, pykka.ActorRef):
+            raise TypeError(
+                f"unsubscribe takes the ref subscribe returned, not {type(subscriber).__name__}"
+            )
+        if pattern is not None and not isinstance(pattern, str):
+            raise TypeError(f"pattern must be a str or None, not {type(pattern).__name__}")
         self.bus.ask(Unsubscribe(ref=subscriber, pattern=pattern))
         wrapped = self._subscribers.pop(id(subscriber), None)
         if wrapped is not None and pattern is None:
@@ -611,6 +625,11 @@ class TaskService:
         with self._executor_lock:
             found = self._executors.get(name)
             if found is None:
+                if name not in EXECUTORS or name == "thread":
+                    raise LookupError(
+                        f"unknown executor {name!r}; the remote executors are "
+                        + ", ".join(known for known in EXECUTORS if known != "thread")
+                    )
                 found = self._executors[name] = default_executor(name)
             return found
 
@@ -742,6 +761,13 @@ class TaskService:
                 f"no task service {name!r} is started" if name else "no task service is started"
             )
         return service
+
+
+def _run_item(item: Any) -> tuple[Any, Any, Any, Any]:
+    """One `run_many` item as `(definition, props, cause_type, cause)`, or `TypeError`."""
+    if not isinstance(item, tuple | list) or len(item) != 4:
+        raise TypeError(f"run_many takes (definition, props, cause_type, cause), not {item!r}")
+    return item[0], item[1], item[2], item[3]
 
 
 def _check_start_options(

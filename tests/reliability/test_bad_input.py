@@ -269,3 +269,25 @@ def test_a_failing_internal_message_answers_its_sender_at_once(
     with pytest.raises(AttributeError):
         reply.result(timeout=10)
     assert service.run(ECHO, {"value": 2}, "c", "1").result(timeout=10) == 2  # still serving
+
+
+def test_run_many_trigger_unsubscribe_and_executor_refuse_bad_arguments(
+    started: list[TaskService],
+) -> None:
+    service = TaskService.start(None, [ECHO], durability="memory")
+    started.append(service)
+    for item in [(ECHO, {}), 5]:
+        with pytest.raises(TypeError, match=r"run_many takes \(definition, props, cause_type"):
+            service.run_many([(ECHO, {"value": 1}, "c", "1"), item])  # type: ignore[list-item]
+    assert service.store.count() == 0  # nothing started: the bad item was found first
+    with pytest.raises(TypeError, match="a trigger name is a str"):
+        service.trigger(5, {})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="props must be a dict"):
+        service.trigger("nobodyListens", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cause must be a str or None"):
+        service.trigger("nobodyListens", {}, cause=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unsubscribe takes the ref subscribe returned"):
+        service.unsubscribe(None)  # type: ignore[arg-type]
+    with pytest.raises(LookupError, match="unknown executor 'nope'"):
+        service.executor("nope")
+    assert service.run_many([(ECHO, {"value": 3}, "c", "1")])[0].result(timeout=10) == 3
