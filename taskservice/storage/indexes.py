@@ -8,7 +8,7 @@ adding those of the new one in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Final, TypeVar
 
 from ..model import ACTIVE_STATES, STATES, SUBTASK_CAUSE_TYPE, Task
 from .keys import encode_key, encode_str, encode_uint
@@ -60,32 +60,30 @@ INDEXES: Final[dict[str, Callable[[Task], bytes | None]]] = {
 
 _PREFIX_CACHE_LIMIT = 4096
 
+K = TypeVar("K")
 
-class _Prefixes(dict[tuple[str, str], bytes]):
-    """The encoded `(type, name)` key prefix of recent causes and roots: many
-    tasks share one, so it is encoded once (a bounded cache)."""
 
-    def __missing__(self, pair: tuple[str, str]) -> bytes:
+class _Encoded(dict[K, bytes]):
+    """Recently used key parts, encoded once (many tasks share a cause, a root or
+    a name); emptied when it holds `_PREFIX_CACHE_LIMIT` of them."""
+
+    def __init__(self, encode: Callable[[K], bytes]) -> None:
+        super().__init__()
+        self._encode = encode
+
+    def __missing__(self, part: K) -> bytes:
         if len(self) >= _PREFIX_CACHE_LIMIT:
             self.clear()
-        encoded = self[pair] = encode_str(pair[0]) + encode_str(pair[1])
+        encoded = self[part] = self._encode(part)
         return encoded
 
 
-_prefixes = _Prefixes()
-
-
-class _Names(dict[str, bytes]):
-    """The encoded key part of recent task names (a bounded cache, as `_Prefixes`)."""
-
-    def __missing__(self, name: str) -> bytes:
-        if len(self) >= _PREFIX_CACHE_LIMIT:
-            self.clear()
-        encoded = self[name] = encode_str(name)
-        return encoded
-
-
-_names = _Names()
+_prefixes: _Encoded[tuple[str, str]] = _Encoded(
+    lambda pair: encode_str(pair[0]) + encode_str(pair[1])
+)
+"""The encoded `(type, name)` key prefix of causes and roots."""
+_names: _Encoded[str] = _Encoded(encode_str)
+"""The encoded key part of task names."""
 _STATE_KEYS: Final = {state: encode_str(state) for state in STATES}
 
 
