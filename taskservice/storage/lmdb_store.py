@@ -318,18 +318,12 @@ class LmdbStore(TaskStore):
 
     def submit(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
         with self._submit_lock:
-            if self._closed:
-                raise StoreError("the task store is closed")
-            if self._readonly:
-                raise self._read_only_error()
+            self._check_writable()
             self._queue.put((tasks, callback))
 
     def submit_new(self, tasks: Sequence[Task], callback: CommitCallback | None = None) -> None:
         with self._submit_lock:
-            if self._closed:
-                raise StoreError("the task store is closed")
-            if self._readonly:
-                raise self._read_only_error()
+            self._check_writable()
             self._new_ids.update(task.id for task in tasks)
             self._queue.put((tasks, callback))
 
@@ -337,10 +331,7 @@ class LmdbStore(TaskStore):
         self, batches: Sequence[tuple[Sequence[Task], CommitCallback | None]]
     ) -> None:
         with self._submit_lock:
-            if self._closed:
-                raise StoreError("the task store is closed")
-            if self._readonly:
-                raise self._read_only_error()
+            self._check_writable()
             self._queue.put(list(batches))
 
     def delete(self, task_ids: Sequence[str]) -> int:
@@ -604,6 +595,13 @@ class LmdbStore(TaskStore):
             self.env.copy(dest, compact=True)
         with contextlib.suppress(OSError):
             os.chmod(os.path.join(dest, "data.mdb"), 0o600)
+
+    def _check_writable(self) -> None:
+        """Raise `StoreError` if the store is closed or read-only (the submit lock is held)."""
+        if self._closed:
+            raise StoreError("the task store is closed")
+        if self._readonly:
+            raise self._read_only_error()
 
     def _read_only_error(self) -> StoreError:
         return StoreError(f"task store at {self.path!r} is open read-only: it takes no writes")
