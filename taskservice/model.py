@@ -248,9 +248,14 @@ def check_client(client: Any) -> None:
             raise TypeError(f"client.{label} must be a str or None, not {type(value).__name__}")
 
 
+def is_int(value: Any) -> bool:
+    """Whether `value` is an int (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def int_at_least(value: Any, minimum: int) -> bool:
     """Whether `value` is an int (a bool is not) of at least `minimum`."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    return is_int(value) and value >= minimum
 
 
 def check_encodable(value: Any, what: str = "result") -> None:

@@ -409,8 +409,7 @@ class TaskService:
             raise ServiceStopped(f"task service {self.name!r} is stopped")
         resolved = self._resolve(definition)
         props = resolved.validate_props(props)
-        if not isinstance(cause_type, str) or not isinstance(cause, str):
-            raise TypeError("cause_type and cause must be str")
+        _check_cause(cause_type, cause)
         if expire is not None and not int_at_least(expire, 0):
             raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
         check_client(client)
@@ -515,8 +514,7 @@ class TaskService:
 
     def cancel_cause(self, cause_type: str, cause: str) -> int:
         """Cancel every unfinished task of a cause, with their subtasks."""
-        if not isinstance(cause_type, str) or not isinstance(cause, str):
-            raise TypeError("cause_type and cause must be str")
+        _check_cause(cause_type, cause)
         return self._cancel(Cancel(concurrent.futures.Future(), cause=(cause_type, cause)))
 
     def _cancel(self, message: Cancel) -> int:
@@ -761,6 +759,11 @@ class TaskService:
                 f"no task service {name!r} is started" if name else "no task service is started"
             )
         return service
+
+
+def _check_cause(cause_type: Any, cause: Any) -> None:
+    if not isinstance(cause_type, str) or not isinstance(cause, str):
+        raise TypeError("cause_type and cause must be str")
 
 
 def _run_item(item: Any) -> tuple[Any, Any, Any, Any]:

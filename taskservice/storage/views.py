@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import STATES, Task
+from ..model import STATES, Task, is_int
 from .base import TaskStore
 from .indexes import INDEXES
 from .keys import encode_key, prefix_end
@@ -42,7 +42,7 @@ class Views:
         for part in prefix:
             if not isinstance(part, str):
                 raise TypeError(f"{index} takes str key parts, not {type(part).__name__}")
-        if not isinstance(limit, int) or isinstance(limit, bool):
+        if not is_int(limit):
             raise TypeError(f"limit must be an int, not {type(limit).__name__}")
         if gt is not None and not isinstance(gt, Task | str):
             raise TypeError(f"gt must be a Task, a task id or None, not {type(gt).__name__}")
@@ -103,7 +103,7 @@ class Views:
         """
         prefix = (cause_type, cause)
         for label, bound in (("since", since), ("until", until)):
-            if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool)):
+            if bound is not None and not is_int(bound):
                 raise TypeError(f"{label} must be None or an int of ms, not {type(bound).__name__}")
         low = encode_key((*prefix, since)) if since is not None else None
         high = encode_key((*prefix, until)) if until is not None else None
