@@ -497,8 +497,11 @@ class Supervisor(FastActor):
             if not live.result.done():
                 live.result.set_exception(failure)
             return
-        for index, reply in enumerate(replies):
-            reply.set_result((live, index == 0))
+        # The first caller created the task, unless it is an existing one run again.
+        first = not live.resumed
+        for reply in replies:
+            reply.set_result((live, first))
+            first = False
         state = live.task.state
         if state == "created":
             self._dispatch(live)

@@ -82,6 +82,37 @@ def test_a_run_joining_a_resumed_task_is_not_told_it_created_it(
     assert len(calls.calls) == 1
 
 
+def test_a_run_that_reruns_an_interrupted_task_is_not_told_it_created_it(
+    services: Services, tmp_path: Path
+) -> None:
+    # An `interrupted` subtask is re-run when its parent (or anyone) runs the same
+    # definition and props in its cause again: the same task, not a new one.
+    path = tmp_path / "left"
+    props = {"n": 8}
+    _leave(
+        path,
+        make_task(
+            "t-cut",
+            state="interrupted",
+            cause_type="task_Task",
+            cause="t-parent",
+            root_type="upload",
+            root="u1",
+            started_at=1_500,
+            properties=props,
+            hash=props_hash("job", props),
+        ),
+    )
+    calls = Counter()
+    service = services([_counted("ran", calls)], path=path)
+    run = service.run("job", props, "task_Task", "t-parent")
+    assert (run.task, run.created) == ("t-cut", False)
+    assert run.result(timeout=5) == "ran"
+    joined = service.run("job", props, "task_Task", "t-parent")
+    assert (joined.task, joined.created) == ("t-cut", False)
+    assert len(calls.calls) == 1
+
+
 def test_past_max_interruptions_the_task_fails_without_running(
     services: Services, tmp_path: Path
 ) -> None:
