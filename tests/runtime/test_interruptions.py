@@ -31,6 +31,13 @@ def _leave(path: Path, *tasks: Task) -> None:
         store.close()
 
 
+def _left_job(task_id: str, props: dict[str, Any], **fields: Any) -> Task:
+    """A "job" snapshot of `props` (hashed as the service hashes them) that had started."""
+    return make_task(
+        task_id, started_at=1_500, properties=props, hash=props_hash("job", props), **fields
+    )
+
+
 def _counted(result: str, calls: Counter) -> TaskDefinition[Any, str]:
     def execute(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
         calls(ctx.attempt)
@@ -63,16 +70,7 @@ def test_a_run_joining_a_resumed_task_is_not_told_it_created_it(
 ) -> None:
     path = tmp_path / "left"
     props = {"n": 7}
-    _leave(
-        path,
-        make_task(
-            "t-left",
-            state="running",
-            started_at=1_500,
-            properties=props,
-            hash=props_hash("job", props),
-        ),
-    )
+    _leave(path, _left_job("t-left", props, state="running"))
     calls = Counter()
     service = services([_counted("ran", calls)], path=path)
     # Whether or not the interruption count is committed yet, the task exists.
@@ -91,16 +89,14 @@ def test_a_run_that_reruns_an_interrupted_task_is_not_told_it_created_it(
     props = {"n": 8}
     _leave(
         path,
-        make_task(
+        _left_job(
             "t-cut",
+            props,
             state="interrupted",
             cause_type="task_Task",
             cause="t-parent",
             root_type="upload",
             root="u1",
-            started_at=1_500,
-            properties=props,
-            hash=props_hash("job", props),
         ),
     )
     calls = Counter()
