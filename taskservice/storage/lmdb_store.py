@@ -299,8 +299,7 @@ class LmdbStore(TaskStore):
 
     def raw_put(self, key: bytes, value: bytes) -> None:
         """Write raw bytes as a task record, bypassing encoding (for repair tools and tests)."""
-        if self._readonly:
-            raise self._read_only_error()
+        self._refuse_if_read_only()
         self.flush()
         with self._gated(), self.env.begin(write=True) as txn:
             txn.put(key, value, db=self._tasks)
@@ -335,8 +334,7 @@ class LmdbStore(TaskStore):
             self._queue.put(list(batches))
 
     def delete(self, task_ids: Sequence[str]) -> int:
-        if self._readonly:
-            raise self._read_only_error()
+        self._refuse_if_read_only()
         self.flush()
         deleted = 0
         with self._gated(), self.env.begin(write=True) as txn:
@@ -369,8 +367,7 @@ class LmdbStore(TaskStore):
         For filling a store nothing else writes to yet (a memory-mode snapshot,
         a restore): no hand-off to the writer thread per chunk.
         """
-        if self._readonly:
-            raise self._read_only_error()
+        self._refuse_if_read_only()
         self.flush()
         batch: list[Task] = []
         for task in tasks:
@@ -600,11 +597,12 @@ class LmdbStore(TaskStore):
         """Raise `StoreError` if the store is closed or read-only (the submit lock is held)."""
         if self._closed:
             raise StoreError("the task store is closed")
-        if self._readonly:
-            raise self._read_only_error()
+        self._refuse_if_read_only()
 
-    def _read_only_error(self) -> StoreError:
-        return StoreError(f"task store at {self.path!r} is open read-only: it takes no writes")
+    def _refuse_if_read_only(self) -> None:
+        """Raise `StoreError` if the store was opened read-only."""
+        if self._readonly:
+            raise StoreError(f"task store at {self.path!r} is open read-only: it takes no writes")
 
     def close(self) -> None:
         with self._submit_lock:
