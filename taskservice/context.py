@@ -139,7 +139,7 @@ class TaskContext:
         from .service import _task_run
 
         service = self._live.runtime.service
-        reply = service._submit(
+        submitted = service._submit(
             definition,
             props,
             SUBTASK_CAUSE_TYPE,
@@ -149,7 +149,8 @@ class TaskContext:
             parent=self._live,
             progress_factor=progress_factor,
         )
-        run: TaskRun[R] = _task_run(await wait_reply(reply, service._ack_timeout))
+        outcome = await wait_reply(submitted.reply, service._ack_timeout)
+        run: TaskRun[R] = _task_run(outcome, submitted.definition)
         return await run
 
     def trigger(self, name: str, props: dict[str, Any]) -> list[TaskRun[Any]]:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from .model import Client, PropsError, int_at_least
+from .storage.indexes import check_name_size
+from .values import check_text, freeze, thaw
 
 if TYPE_CHECKING:
     from .context import TaskContext
@@ -89,7 +91,12 @@ class TaskDefinition(Generic[P, R]):
     `execute` may be `async def`: it then runs on an event loop the task actor
     owns for the attempt, and awaits subtasks with `await ctx.run(...)`. With
     `props_type` (a msgspec Struct type), props are validated at `run` and
-    `execute` receives an instance of it.
+    `execute` receives an instance of it. Every attempt receives a fresh copy
+    of the stored props. With `result_type` (any type msgspec converts to: a
+    Struct, a dataclass, `list[int]`...), the result is checked against it
+    when an attempt ends and every caller gets it as that type; without it,
+    every caller gets the result as stored (a tuple comes back a list, a
+    Struct a dict), whether it ran the task or reused it.
     """
 
     def __init__(
@@ -109,9 +116,12 @@ class TaskDefinition(Generic[P, R]):
         executor: str = "thread",
         service: str | None = None,
         props_type: type[Any] | None = None,
+        result_type: Any = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("a task definition needs a non-empty str name")
+        check_text(name, "a task definition's name")
+        check_name_size(name)
         if not callable(execute):
             raise TypeError(f"task {name!r}: execute must be callable, not {execute!r}")
         if expire is not None and (not isinstance(expire, int | float) or expire < 0):
@@ -157,9 +167,20 @@ class TaskDefinition(Generic[P, R]):
                         raise ValueError(f"task {name!r}: {error}") from None
         if service is not None and (not isinstance(service, str) or not service):
             raise ValueError(f"task {name!r}: service must be None or a non-empty str")
+        if service is not None:
+            check_text(service, f"task {name!r}: service")
         for label, flag in (("trigger", trigger), ("action", action)):
             if not isinstance(flag, bool | str) or flag == "":
                 raise ValueError(f"task {name!r}: {label} must be a bool or a non-empty name")
+            if isinstance(flag, str):
+                check_text(flag, f"task {name!r}: {label}")
+        if result_type is not None:
+            try:
+                msgspec.inspect.type_info(result_type)
+            except (TypeError, ValueError) as error:
+                raise TypeError(
+                    f"task {name!r}: result_type must be a type msgspec can convert to ({error})"
+                ) from None
         self.name = name
         self.execute = execute
         self.expire = expire
@@ -174,6 +195,7 @@ class TaskDefinition(Generic[P, R]):
         self.executor = executor
         self.service = service
         self.props_type = props_type
+        self.result_type = result_type
         self.is_async = inspect.iscoroutinefunction(execute)
 
     def validate_props(self, props: Any) -> dict[str, Any]:
@@ -194,10 +216,31 @@ class TaskDefinition(Generic[P, R]):
         return props
 
     def props_for_execute(self, props: dict[str, Any]) -> Any:
-        """What `execute` receives: a copy of the stored props, or a `props_type` instance."""
+        """What `execute` receives: a fresh deep copy of the stored props (changing it
+        changes nothing stored), or a `props_type` instance made from one."""
+        fresh = thaw(props)
         if self.props_type is not None:
-            return msgspec.convert(props, self.props_type)
-        return dict(props)
+            return msgspec.convert(fresh, self.props_type)
+        return fresh
+
+    def check_result(self, result: Any) -> Any:
+        """The result as stored (`values.freeze`): raises `PropsError` if it cannot be
+        stored or, with a `result_type`, does not convert to it."""
+        if result is None and self.result_type is None:
+            return None
+        frozen = freeze(result, "result")
+        if self.result_type is not None:
+            try:
+                msgspec.convert(frozen, self.result_type)
+            except (msgspec.ValidationError, TypeError) as error:
+                raise PropsError(f"result of {self.name!r}: {error}") from None
+        return frozen
+
+    def typed_result(self, stored: Any) -> Any:
+        """A stored result as callers receive it: of `result_type` when there is one."""
+        if self.result_type is None:
+            return stored
+        return msgspec.convert(stored, self.result_type)
 
     @property
     def trigger_name(self) -> str | None:

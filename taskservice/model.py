@@ -14,10 +14,40 @@ cyclic garbage collector's bookkeeping is a large share of a short task's cost.
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any, Final
 
 import msgspec
+
+from .values import (
+    PropsError,
+    canonical_json,
+    canonical_json_of_frozen,
+    check_encodable,
+    check_text,
+)
+
+__all__ = [
+    "ACTIVE_STATES",
+    "SCHEMA_VERSION",
+    "STATES",
+    "SUBTASK_CAUSE_TYPE",
+    "TERMINAL_STATES",
+    "Client",
+    "Progress",
+    "PropsError",
+    "RetryRecord",
+    "RunReply",
+    "RunTask",
+    "Task",
+    "TaskEmitted",
+    "TaskStateChanged",
+    "canonical_json",
+    "check_client",
+    "check_encodable",
+    "int_at_least",
+    "is_int",
+    "props_hash",
+]
 
 SCHEMA_VERSION: Final = 1
 """Version of the stored record layout; checked when a store is opened."""
@@ -153,85 +183,18 @@ class TaskEmitted(msgspec.Struct, kw_only=True):
     seq: int
 
 
-class PropsError(TypeError):
-    """Props (or a result) that cannot be stored: names the offending field."""
+def props_hash(
+    name: str, props: dict[str, Any], client: Client | None = None, *, frozen: bool = False
+) -> str:
+    """The task hash: sha256 of `name:canonical JSON(props)`, client included.
 
-
-_json_encoder = msgspec.json.Encoder(order="sorted")
-
-
-_PLAIN: Final = frozenset({str, int, bool, type(None), bytes})
-"""Types stored as they are (exact types: subclasses take the full check)."""
-
-
-def _find_bad_value(value: Any, path: str, depth: int = 0) -> str | None:
-    """Return a description of the first part of `value` that cannot be stored."""
-    kind = type(value)
-    if kind in _PLAIN:
-        return None
-    if kind is dict and depth < 200:
-        # The usual props: a flat dict of plain values, checked without recursion.
-        for key, item in value.items():
-            if type(key) is not str or type(item) not in _PLAIN:
-                break
-        else:
-            return None
-    if depth > 200:
-        return f"{path}: nested deeper than 200 levels"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return f"{path}: non-finite float {value!r} (JSON has no NaN or infinity)"
-        return None
-    if value is None or isinstance(value, str | int | bool | bytes):
-        return None
-    if isinstance(value, set | frozenset):
-        return f"{path}: {type(value).__name__} has no order; use a sorted list"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return f"{path}: key {key!r} is a {type(key).__name__}, keys must be str"
-            found = _find_bad_value(item, f"{path}[{key!r}]", depth + 1)
-            if found:
-                return found
-        return None
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            found = _find_bad_value(item, f"{path}[{index}]", depth + 1)
-            if found:
-                return found
-        return None
-    if isinstance(value, msgspec.Struct):
-        return _find_bad_value(msgspec.structs.asdict(value), path, depth + 1)
-    try:
-        _json_encoder.encode(value)
-    except Exception:
-        return f"{path}: {type(value).__name__} cannot be encoded by msgspec"
-    return None
-
-
-def canonical_json(value: Any, what: str = "props") -> bytes:
-    """Encode `value` as canonical JSON (sorted keys, no whitespace).
-
-    Raises `PropsError` naming the offending field when the value cannot be
-    stored: objects msgspec does not know, sets, non-str keys, NaN/infinity,
-    nesting deeper than 200 levels.
+    `frozen`: the props passed the value gate already (`values.freeze`), so
+    they are encoded without being checked again.
     """
-    # Walk first: msgspec accepts sets (in arbitrary order, so the hash would
-    # not be stable), writes NaN/inf as null and nests as deep as the stack.
-    found = _find_bad_value(value, what)
-    if found:
-        raise PropsError(found)
-    try:
-        return _json_encoder.encode(value)
-    except (TypeError, ValueError, RecursionError, msgspec.EncodeError) as error:
-        raise PropsError(f"{what}: {error}") from None
-
-
-def props_hash(name: str, props: dict[str, Any], client: Client | None = None) -> str:
-    """The task hash: sha256 of `name:canonical JSON(props)`, client included."""
     if client is not None:
         props = {**props, "client": {"user": client.user, "session": client.session}}
-    return hashlib.sha256(name.encode() + b":" + canonical_json(props)).hexdigest()
+    encoded = canonical_json_of_frozen(props) if frozen else canonical_json(props)
+    return hashlib.sha256(name.encode() + b":" + encoded).hexdigest()
 
 
 def check_client(client: Any) -> None:
@@ -244,8 +207,8 @@ def check_client(client: Any) -> None:
     if not isinstance(client, Client):
         raise TypeError(f"client must be a Client or None, not {type(client).__name__}")
     for label, value in (("user", client.user), ("session", client.session)):
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"client.{label} must be a str or None, not {type(value).__name__}")
+        if value is not None:
+            check_text(value, f"client.{label}", "a str or None")
 
 
 def is_int(value: Any) -> bool:
@@ -256,8 +219,3 @@ def is_int(value: Any) -> bool:
 def int_at_least(value: Any, minimum: int) -> bool:
     """Whether `value` is an int (a bool is not) of at least `minimum`."""
     return is_int(value) and value >= minimum
-
-
-def check_encodable(value: Any, what: str = "result") -> None:
-    """Raise `PropsError` if `value` cannot be stored (see `canonical_json`)."""
-    canonical_json(value, what)

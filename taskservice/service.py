@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
@@ -27,6 +28,7 @@ from .actors.supervisor import (
     RunMany,
     RunOutcome,
     Supervisor,
+    admit,
 )
 from .actors.trigger_bus import (
     Audience,
@@ -45,9 +47,7 @@ from .model import (
     Client,
     Task,
     TaskStateChanged,
-    check_client,
     int_at_least,
-    props_hash,
 )
 from .storage import Durability, TaskStore, Views, open_store
 from .storage.indexes import INDEXES
@@ -74,9 +74,15 @@ class TaskRun(Generic[R]):
     asyncio without blocking the event loop.
     """
 
-    __slots__ = ("_future", "cause", "cause_type", "created", "task", "task_object")
+    __slots__ = ("_future", "_typed", "cause", "cause_type", "created", "task", "task_object")
 
-    def __init__(self, task_object: Task, future: Reply[Any], created: bool):
+    def __init__(
+        self,
+        task_object: Task,
+        future: Reply[Any],
+        created: bool,
+        typed: Callable[[Any], Any] | None = None,
+    ):
         self.task: str = task_object.id
         self.task_object: Task = task_object
         self.cause_type: str = task_object.cause_type
@@ -84,16 +90,22 @@ class TaskRun(Generic[R]):
         self.created: bool = created
         """True if this call created the task, False if it reused one."""
         self._future = future
+        self._typed = typed
+        """Converts the stored result to the definition's `result_type`, when it has one."""
 
     def result(self, timeout: float | None = None) -> R:
-        """Wait for the task to end; return its result or raise `TaskFailed`."""
+        """Wait for the task to end; return its result or raise `TaskFailed`.
+
+        The result is as stored (the same for every caller, first or reusing),
+        of the definition's `result_type` when it has one.
+        """
         try:
             value: R = self._future.result(timeout)
         except TimeoutError:
             if self._future.done():
                 raise  # the task itself failed with a TimeoutError
             raise TimeoutError(f"task {self.task} did not finish within {timeout} s") from None
-        return value
+        return value if self._typed is None else self._typed(value)
 
     def done(self) -> bool:
         """Whether the task has ended."""
@@ -113,7 +125,8 @@ class TaskRun(Generic[R]):
 
         def settle(reply: Reply[Any]) -> None:
             try:
-                future.set_result(reply.result(0))
+                value = reply.result(0)
+                future.set_result(value if self._typed is None else self._typed(value))
             except BaseException as error:
                 future.set_exception(error)
 
@@ -121,7 +134,11 @@ class TaskRun(Generic[R]):
         return future
 
     def __await__(self) -> Generator[Any, None, R]:
-        return wait_reply(self._future).__await__()
+        return self._wait().__await__()
+
+    async def _wait(self) -> R:
+        value: R = await wait_reply(self._future)
+        return value if self._typed is None else self._typed(value)
 
     def __repr__(self) -> str:
         return f"TaskRun(task={self.task!r}, name={self.task_object.name!r})"
@@ -315,7 +332,7 @@ class TaskService:
         parent: LiveTask | None = None,
         progress_factor: float = 1.0,
     ) -> TaskRun[R]:
-        reply = self._submit(
+        run = self._submit(
             definition,
             props,
             cause_type,
@@ -325,7 +342,7 @@ class TaskService:
             parent=parent,
             progress_factor=progress_factor,
         )
-        return _task_run(reply.result(self._ack_timeout))
+        return _task_run(run.reply.result(self._ack_timeout), run.definition)
 
     def run_many(
         self,
@@ -347,7 +364,7 @@ class TaskService:
         if not prepared:
             return []
         self._hand_over(RunMany(prepared))
-        return [_task_run(run.reply.result(self._ack_timeout)) for run in prepared]
+        return [_task_run(run.reply.result(self._ack_timeout), run.definition) for run in prepared]
 
     async def run_async(
         self,
@@ -362,9 +379,9 @@ class TaskService:
 
         `await (await service.run_async(...))` waits for the result too.
         """
-        reply = self._submit(definition, props, cause_type, cause, expire=expire, client=client)
-        outcome = await wait_reply(reply, self._ack_timeout)
-        return _task_run(outcome)
+        run = self._submit(definition, props, cause_type, cause, expire=expire, client=client)
+        outcome = await wait_reply(run.reply, self._ack_timeout)
+        return _task_run(outcome, run.definition)
 
     def _submit(
         self,
@@ -377,7 +394,7 @@ class TaskService:
         client: Client | None,
         parent: LiveTask | None = None,
         progress_factor: float = 1.0,
-    ) -> Reply[RunOutcome]:
+    ) -> Run:
         """Validate and hash on the caller's thread; hand the run to the supervisor."""
         run = self._prepare(
             definition,
@@ -390,7 +407,7 @@ class TaskService:
             progress_factor=progress_factor,
         )
         self._hand_over(run)
-        return run.reply
+        return run
 
     def _prepare(
         self,
@@ -408,13 +425,12 @@ class TaskService:
         if self._stopped:
             raise ServiceStopped(f"task service {self.name!r} is stopped")
         resolved = self._resolve(definition)
-        props = resolved.validate_props(props)
         _check_cause(cause_type, cause)
         if expire is not None and not int_at_least(expire, 0):
             raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
-        check_client(client)
-        if not isinstance(progress_factor, int | float) or progress_factor < 0:
-            raise ValueError("progress_factor must be a number >= 0")
+        if not isinstance(progress_factor, int | float) or not 0 <= progress_factor < math.inf:
+            raise ValueError("progress_factor must be a finite number >= 0")
+        props, digest = admit(resolved, resolved.validate_props(props), cause_type, cause, client)
         return Run(
             definition=resolved,
             props=props,
@@ -422,7 +438,7 @@ class TaskService:
             cause=cause,
             expire=expire,
             client=client,
-            hash=props_hash(resolved.name, props, client),
+            hash=digest,
             reply=Reply(),
             parent=parent,
             progress_factor=float(progress_factor),
@@ -807,13 +823,14 @@ def _check_start_options(
         raise TypeError(f"recover must be a bool, not {type(recover).__name__}")
 
 
-def _task_run(outcome: RunOutcome) -> TaskRun[Any]:
+def _task_run(outcome: RunOutcome, definition: TaskDefinition[Any, Any]) -> TaskRun[Any]:
     held, created = outcome
+    typed = definition.typed_result if definition.result_type is not None else None
     if isinstance(held, LiveTask):
-        return TaskRun(held.task, held.result, created)
+        return TaskRun(held.task, held.result, created, typed)
     finished: Reply[Any] = Reply()
     finished.set_result(held.result)
-    return TaskRun(held, finished, False)
+    return TaskRun(held, finished, False, typed)
 
 
 class _TaskApi:

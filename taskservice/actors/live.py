@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import secrets
 import threading
 import time
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..model import Progress, Task, check_encodable
+from ..model import Progress, Task
 from ..storage.base import Checked, TaskStore
+from ..values import check_text, freeze
 from .reply import Reply
 from .scheduler import Scheduler, Timer
 
@@ -231,14 +233,23 @@ class LiveTask:
     ) -> None:
         """Record the task's own progress; stored and published at most every 400 ms.
 
-        Raises `TypeError` for an `action` that is not a str or None, `PropsError`
-        for `extra` values that cannot be stored; nothing is recorded then.
+        Raises `TypeError` for an `action` that is not a str or None or numbers
+        that are not numbers, `ValueError` for non-finite numbers or an action
+        that is not valid UTF-8, `PropsError` for `extra` values that cannot be
+        stored; nothing is recorded then.
         """
-        if action is not None and not isinstance(action, str):
-            raise TypeError(f"progress action must be a str or None, not {type(action).__name__}")
+        if action is not None:
+            check_text(action, "progress action", "a str or None")
         if extra:
-            check_encodable(extra, "progress extra")
-        own = (float(current), float(total), action, extra)
+            extra = freeze(extra, "progress extra")  # a copy: the caller may change its own
+        try:
+            own = (float(current), float(total), action, extra)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"progress current and total must be numbers, not {current!r} and {total!r}"
+            ) from None
+        if not (math.isfinite(own[0]) and math.isfinite(own[1])):
+            raise ValueError(f"progress must be finite, not {current!r} of {total!r}")
         if self._flush_timer is not None and self.parent is None:
             # A flush is due: keep the newest values for it, without the lock.
             self._own = own

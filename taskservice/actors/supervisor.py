@@ -29,18 +29,18 @@ from ..model import (
     ACTIVE_STATES,
     SUBTASK_CAUSE_TYPE,
     Client,
-    PropsError,
     RetryRecord,
     RunReply,
     RunTask,
     Task,
-    canonical_json,
     check_client,
     int_at_least,
     props_hash,
 )
 from ..storage.base import Checked, StoreError
+from ..storage.indexes import check_key_parts
 from ..storage.keys import encode_key, prefix_end
+from ..values import canonical_json_of_frozen, check_text, describe_error, freeze
 from .live import LiveTask, Runtime, log_unwritten, new_id, now_ms
 from .pool import FastActor
 from .reply import Reply
@@ -207,12 +207,30 @@ class _Later:
 
 
 def describe(error: BaseException) -> str:
-    """The error text stored on a task: `Type: message`."""
-    remote = getattr(error, "description", None)
-    if isinstance(remote, str):
-        return remote  # raised in a worker process: its own type and text
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    """The error text stored on a task: `Type: message` (never raises; see `describe_error`)."""
+    return describe_error(error)
+
+
+def admit(
+    definition: TaskDefinition[Any, Any],
+    props: dict[str, Any],
+    cause_type: str,
+    cause: str,
+    client: Client | None,
+) -> tuple[dict[str, Any], str]:
+    """The props a run stores and their hash, once every value passed the gate.
+
+    The props are frozen (a deep copy in stored types: what is hashed is what
+    is stored, whatever the caller does with its dict afterwards); the cause's
+    parts must be valid str that fit in an index key. Raises `TypeError`,
+    `ValueError` or `PropsError`; nothing is changed then.
+    """
+    check_text(cause_type, "cause_type")
+    check_text(cause, "cause")
+    check_key_parts(cause_type, cause)
+    check_client(client)
+    frozen: dict[str, Any] = freeze(props, "props")
+    return frozen, props_hash(definition.name, frozen, client, frozen=True)
 
 
 class Supervisor(FastActor):
@@ -316,15 +334,16 @@ class Supervisor(FastActor):
             expire = message.expire
             if expire is not None and not int_at_least(expire, 0):
                 raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
-            check_client(message.client)
-            digest = props_hash(definition.name, message.props, message.client)
-        except (LookupError, TypeError, PropsError) as error:
+            props, digest = admit(
+                definition, message.props, message.cause_type, message.cause, message.client
+            )
+        except (LookupError, TypeError, ValueError) as error:
             log.warning("rejected RunTask: %s", error)
             return RunReply(error=describe(error))
         self._on_run(
             Run(
                 definition=definition,
-                props=message.props,
+                props=props,
                 cause_type=message.cause_type,
                 cause=message.cause,
                 expire=message.expire,
@@ -607,6 +626,20 @@ class Supervisor(FastActor):
                 self._start_attempt(live)
 
     def _on_attempt_ended(self, ended: AttemptEnded) -> None:
+        try:
+            self._attempt_ended(ended)
+        except Exception as error:
+            # An attempt always ends: a failure to decide its outcome fails the
+            # task rather than leave it `running` (and its caller waiting) for ever.
+            log.exception("ending an attempt of task %s failed", ended.live.id)
+            live = ended.live
+            if not live.task.is_terminal:
+                self._end_attempt(live)
+                self._finish(
+                    live, "failed", error=f"its attempt could not be ended: {describe(error)}"
+                )
+
+    def _attempt_ended(self, ended: AttemptEnded) -> None:
         live = ended.live
         if ended.token != live.attempt or live.task.is_terminal:
             log.info("ignoring the outcome of an abandoned attempt of task %s", live.id)
@@ -958,7 +991,9 @@ def _reusable(task: Task, props: dict[str, Any], expire: int | None, now: int) -
         return False
     if expire is not None and task.created_at + expire <= now:
         return False
-    return task.properties == props or canonical_json(task.properties) == canonical_json(props)
+    return task.properties == props or canonical_json_of_frozen(
+        task.properties
+    ) == canonical_json_of_frozen(props)
 
 
 def _retry_delay(definition: TaskDefinition[Any, Any], retry: int) -> float:

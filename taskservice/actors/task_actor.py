@@ -13,7 +13,8 @@ import pykka
 
 from ..context import TaskContext
 from ..definition import TaskNoRetry
-from ..model import PropsError, check_encodable
+from ..model import PropsError
+from ..values import MAX_STACK_CHARS, describe_error, storable_text
 from .live import LiveTask, now_ms
 from .pool import PooledActor
 from .stacks import format_failure
@@ -108,18 +109,18 @@ class TaskActor(PooledActor):
                 result = definition.fallback(props, ctx, error_in)
             else:
                 result = definition.execute(props, ctx, ctx.emit)
-            if result is not None:
-                if inspect.isawaitable(result):
-                    # An async execute runs on an event loop this actor owns for the attempt.
-                    result = asyncio.run(_awaited(result))
-                try:
-                    check_encodable(result, "result")
-                except PropsError as bad:
-                    raise UnstorableResult(str(bad)) from None
+            if inspect.isawaitable(result):
+                # An async execute runs on an event loop this actor owns for the attempt.
+                result = asyncio.run(_awaited(result))
+            try:
+                # As stored: every caller gets this value, first or reusing.
+                result = definition.check_result(result)
+            except PropsError as bad:
+                raise UnstorableResult(str(bad)) from None
         except BaseException as caught:
             error = caught
-            remote = getattr(caught, "remote_stack", None)  # a worker process's own traceback
-            stack = remote if isinstance(remote, str) and remote else format_failure(caught)
+            result = None
+            stack = _stack_of(caught)
         finally:
             if (
                 not self._fallback
@@ -141,3 +142,13 @@ class TaskActor(PooledActor):
             stack=stack,
             started_at=started_at,
         )
+
+
+def _stack_of(error: BaseException) -> str:
+    """The stack text stored with a failed attempt; never raises."""
+    try:
+        remote = getattr(error, "remote_stack", None)  # a worker process's own traceback
+        stack = remote if isinstance(remote, str) and remote else format_failure(error)
+    except Exception as failure:
+        stack = f"<the stack could not be formatted: {describe_error(failure)}>"
+    return storable_text(stack, MAX_STACK_CHARS)

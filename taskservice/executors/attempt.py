@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..definition import TaskCancelled, TaskNoFallback, TaskNoRetry
+from ..values import error_text
 from .protocol import Done, Start, SubtaskReply, SubtaskRequest
 from .refs import function_reference
 
@@ -71,7 +72,7 @@ def start_message(
             if definition.cleanup is not None and not fallback
             else None
         ),
-        fallback_error=str(fallback_error) if fallback else None,
+        fallback_error=error_text(fallback_error) if fallback_error is not None else None,
         props_type=(
             function_reference(definition.props_type, "props_type")
             if definition.props_type is not None
@@ -90,7 +91,7 @@ def run_subtask(ctx: TaskContext, request: SubtaskRequest) -> SubtaskReply:
             expire=request.expire,
         )
     except Exception as error:
-        return SubtaskReply(request=request.request, ok=False, error=str(error))
+        return SubtaskReply(request=request.request, ok=False, error=error_text(error))
     return SubtaskReply(request=request.request, ok=True, result=result)
 
 

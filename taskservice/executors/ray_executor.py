@@ -88,6 +88,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..definition import TaskCancelled, TaskFailed
+from ..values import describe_error, storable_text
 from .attempt import (
     RemoteError,
     WorkerDied,
@@ -493,5 +494,5 @@ def _ray_failure(ray: Any, error: BaseException) -> Exception:
     exceptions = ray.exceptions
     if isinstance(error, exceptions.RayTaskError):
         cause = getattr(error, "cause", None) or error
-        return RemoteError(f"{type(cause).__name__}: {cause}", str(error))
-    return WorkerDied(f"Ray worker failed: {type(error).__name__}: {error}")
+        return RemoteError(describe_error(cause), storable_text(describe_error(error)))
+    return WorkerDied(f"Ray worker failed: {describe_error(error)}")

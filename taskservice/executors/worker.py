@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from ..definition import TaskCancelled, TaskFailed, TaskNoRetry
+from ..values import MAX_STACK_CHARS, error_text, storable_text
 from .attempt import error_kind
 from .protocol import (
     Cancel,
@@ -208,21 +209,31 @@ def run_start(start: Start, ctx: Any) -> bytes:
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as bad:
             raise TaskNoRetry(f"the result cannot be encoded by msgspec: {bad}") from None
     except BaseException as error:
-        return encode(
-            Done(
-                ok=False,
-                error_type=type(error).__name__,
-                error=str(error),
-                stack=traceback.format_exc(),
-                kind=error_kind(error),
-            )
-        )
+        return encode(_failure(error))
     finally:
         if start.cleanup is not None:
             try:
                 resolve(start.cleanup)(props, ctx)
             except BaseException:
                 traceback.print_exc()
+
+
+def _failure(error: BaseException) -> Done:
+    """The `Done` of an attempt that raised `error`; never raises, whatever the
+    exception's `str()` or traceback does."""
+    name = type(error).__name__
+    text = error_text(error)
+    try:
+        stack = traceback.format_exc()
+    except Exception:
+        stack = f"<the stack could not be formatted>\n{name}: {text}\n"
+    return Done(
+        ok=False,
+        error_type=storable_text(name),
+        error=text,
+        stack=storable_text(stack, MAX_STACK_CHARS),
+        kind=error_kind(error),
+    )
 
 
 def worker_main(conn: Connection) -> None:

@@ -11,7 +11,7 @@ from typing import Literal
 import msgspec
 
 from ..model import SCHEMA_VERSION, Task
-from .indexes import index_keys
+from .indexes import MAX_KEY_SIZE, index_keys, oversized_key
 from .keys import decode_key, encode_key, prefix_end
 
 __all__ = [
@@ -276,13 +276,15 @@ def prepare(task: Task, keys: bool = True, checked: bool = False) -> Prepared:
     Task structs are not validated when built or changed, so a snapshot can hold
     values that encode but do not decode (a non-str props key, an int state...).
     Writing it would lose the task; refusing it fails only the caller's write.
+    So does a snapshot whose index keys are longer than LMDB takes (in a
+    transaction of its own it would fail the whole group commit).
     A `checked` snapshot (see `Checked`) is only encoded: it is its own decoded form.
     With `keys=False` the index keys are left empty (computed later by the caller).
     """
     try:
         record = _VERSION_BYTE + _encoder.encode(task)
         decoded = task if checked else _decoder.decode(memoryview(record)[1:])
-        return Prepared(decoded, record, index_keys(decoded) if keys else {})
+        found = index_keys(decoded) if keys else {}
     except (
         msgspec.DecodeError,
         TypeError,
@@ -292,6 +294,13 @@ def prepare(task: Task, keys: bool = True, checked: bool = False) -> Prepared:
     ) as error:
         task_id = getattr(task, "id", None)
         raise StoreError(f"task {task_id!r} cannot be stored: {error}") from None
+    oversized = oversized_key(found) if keys else None
+    if oversized is not None:
+        raise StoreError(
+            f"task {task.id!r} cannot be stored: its {oversized} key is longer than "
+            f"LMDB's {MAX_KEY_SIZE} bytes (its cause or name is too long)"
+        )
+    return Prepared(decoded, record, found)
 
 
 def prepare_batches(

@@ -13,7 +13,71 @@ from typing import Final, TypeVar
 from ..model import ACTIVE_STATES, STATES, SUBTASK_CAUSE_TYPE, Task
 from .keys import encode_key, encode_str, encode_uint
 
-__all__ = ["INDEXES", "index_keys", "start_time"]
+__all__ = [
+    "INDEXES",
+    "MAX_KEY_SIZE",
+    "check_key_parts",
+    "check_name_size",
+    "index_keys",
+    "oversized_key",
+    "start_time",
+]
+
+MAX_KEY_SIZE: Final = 511
+"""The longest key LMDB takes (py-lmdb's build): every index key must fit."""
+
+_ID_ROOM: Final = 32
+"""Bytes an encoded task id may take in a key (23 characters and the framing today)."""
+
+_HASH_ROOM: Final = 67
+"""Bytes an encoded hash (64 hex digits) takes in a key."""
+
+CAUSE_ROOM: Final = MAX_KEY_SIZE - _HASH_ROOM - _ID_ROOM
+"""Bytes the encoded cause type and cause may take together (the `by_cause_hash` key)."""
+
+NAME_ROOM: Final = MAX_KEY_SIZE - _ID_ROOM
+"""Bytes an encoded definition name may take (the `running_roots_by_name` key)."""
+
+
+def _encoded_size(part: str) -> int:
+    """Bytes `part` takes in a key: a tag, its UTF-8 with NULs escaped, two end bytes."""
+    return 3 + len(part.encode()) + part.count("\0")
+
+
+def check_key_parts(cause_type: str, cause: str, name: str | None = None) -> None:
+    """Raise `ValueError` if a task's key parts would not fit in an index key.
+
+    The parts must be valid str already. The error names the parts and their
+    sizes in bytes: an oversized key would fail the write of its own task only,
+    but the caller should hear at once, not when the task is stored.
+    """
+    size = _encoded_size(cause_type) + _encoded_size(cause)
+    if size > CAUSE_ROOM:
+        raise ValueError(
+            f"cause_type ({len(cause_type.encode())} bytes) and cause "
+            f"({len(cause.encode())} bytes) are too long to index: together they take "
+            f"{size} bytes of a key, at most {CAUSE_ROOM} fit (LMDB keys hold "
+            f"{MAX_KEY_SIZE} bytes)"
+        )
+    if name is not None:
+        check_name_size(name)
+
+
+def check_name_size(name: str) -> None:
+    """Raise `ValueError` if a definition name (a valid str) would not fit in an index key."""
+    if _encoded_size(name) > NAME_ROOM:
+        raise ValueError(
+            f"a task name of {len(name.encode())} bytes is too long to index: at most "
+            f"{NAME_ROOM - 3} fit"
+        )
+
+
+def oversized_key(keys: dict[str, bytes | None]) -> str | None:
+    """The name of the first index whose key is longer than `MAX_KEY_SIZE`, or None."""
+    for name, key in keys.items():
+        if key is not None and len(key) > MAX_KEY_SIZE:
+            return name
+    return None
 
 
 def start_time(task: Task) -> int:

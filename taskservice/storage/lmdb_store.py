@@ -443,7 +443,7 @@ class LmdbStore(TaskStore):
         except lmdb.Error as error:
             log.error("background fsync of %s failed: %s", self.path, error)
 
-    def _commit(self, batches: list[_Batch]) -> None:
+    def _commit(self, batches: list[_Batch], retry: bool = True) -> None:
         started = time.perf_counter()
         errors: dict[int, StoreError] = {}
         try:
@@ -454,6 +454,14 @@ class LmdbStore(TaskStore):
             log.exception("commit failed")
             errors = {}
             tasks = {}
+        if error is not None and retry and not isinstance(error, StoreFull):
+            # One batch must not fail its neighbours: whatever failed the group
+            # (a value LMDB refused, a writer process that died), each batch is
+            # written again on its own, and fails alone if it fails again.
+            log.warning("retrying the %d write(s) of a failed commit one by one", len(batches))
+            for batch in batches:
+                self._commit([batch], retry=False)
+            return
         if error is None:
             self._record_commit(time.perf_counter() - started, len(tasks))
             self._report_written(batches, errors)
@@ -532,7 +540,16 @@ class LmdbStore(TaskStore):
                         puts.append((number, new))
                 items.append((key, item.record, deletes, puts))
         if items:
-            self._applier.write(items)
+            try:
+                self._applier.write(items)
+            except BaseException:
+                # Perhaps committed after all (a writer process that died before
+                # its reply): the old keys of these tasks are read again from the
+                # records next time, never taken from the cache.
+                for task_id in tasks:
+                    cache.pop(task_id, None)
+                    versions.pop(task_id, None)
+                raise
         self._known.written(item.task for item in tasks.values())
         # Committed: remember the keys of unfinished tasks, forget finished ones.
         if len(cache) > _KEY_CACHE_LIMIT:

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def test_writes_are_applied_by_a_child_process(tmp_path: Path) -> None:
     assert gone(pid)
 
 
-def test_a_killed_writer_fails_one_write_and_the_next_starts_a_new_one(tmp_path: Path) -> None:
+def test_a_write_whose_writer_was_killed_is_made_again_by_a_new_writer(tmp_path: Path) -> None:
     store = LmdbStore(tmp_path / "s", "durable")
     try:
         store.put(make_task("kept"))
@@ -57,11 +58,36 @@ def test_a_killed_writer_fails_one_write_and_the_next_starts_a_new_one(tmp_path:
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         assert gone(pid)
-        with pytest.raises(StoreError, match=r"writer process .* ended"):
+        # The write that finds the writer dead is retried once, by a new writer.
+        store.put(make_task("retried"))
+        assert store._applier.pid not in (None, pid)
+        store.put(make_task("after"))
+        assert [store.get(i) is not None for i in ("kept", "retried", "after")] == [True] * 3
+        assert_indexes_consistent(store)
+    finally:
+        store.close()
+
+
+def test_a_writer_that_dies_twice_fails_that_write_only(tmp_path: Path) -> None:
+    store = LmdbStore(tmp_path / "s", "durable")
+    try:
+        store.put(make_task("kept"))
+        first = store._applier.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        assert gone(first)
+        # The retry's new writer cannot start: the write fails, with a clear error.
+        real_start = store._applier._start
+
+        def no_writer() -> Any:
+            raise StoreError("cannot start the LMDB writer process: refused by the test")
+
+        store._applier._start = no_writer  # type: ignore[method-assign]
+        with pytest.raises(StoreError, match=r"writer process"):
             store.put(make_task("lost"))
+        store._applier._start = real_start  # type: ignore[method-assign]
         assert store.get("lost") is None
         store.put(make_task("after"))
-        assert store._applier.pid not in (None, pid)
         assert [store.get(i) is not None for i in ("kept", "lost", "after")] == [True, False, True]
         assert_indexes_consistent(store)
     finally:
