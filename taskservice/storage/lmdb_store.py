@@ -492,7 +492,8 @@ class LmdbStore(TaskStore):
         cache = self._key_cache
         versions = self._cached_versions
         new_ids = self._new_ids
-        stale: list[str] = []
+        stale: list[tuple[str, int]] = []
+        """Tasks whose stored version is this one or newer, with that version."""
         items: list[WriteItem] = []
         with contextlib.ExitStack() as reading:
             txn: Any = None
@@ -501,8 +502,9 @@ class LmdbStore(TaskStore):
                 deletes: list[tuple[int, bytes]] = []
                 old_keys = cache.get(task_id)
                 if old_keys is not None:
-                    if versions.get(task_id, 0) >= item.task.version:
-                        stale.append(task_id)  # a newer snapshot is already stored
+                    cached = versions.get(task_id, 0)
+                    if cached >= item.task.version:
+                        stale.append((task_id, cached))  # a newer snapshot is already stored
                         continue
                 elif task_id in new_ids:
                     new_ids.discard(task_id)
@@ -525,7 +527,7 @@ class LmdbStore(TaskStore):
                             )
                         else:
                             if previous.version >= item.task.version:
-                                stale.append(task_id)
+                                stale.append((task_id, previous.version))
                                 continue
                             old_keys = index_keys(previous)
                 puts: list[tuple[int, bytes]] = []
@@ -555,8 +557,13 @@ class LmdbStore(TaskStore):
         if len(cache) > _KEY_CACHE_LIMIT:
             cache.clear()  # only a cache: old keys are read from the records again
             versions.clear()
-        for task_id in stale:
-            log.warning("task %s: kept a newer snapshot over an older one written late", task_id)
+        for task_id, version in stale:
+            if version > tasks[task_id].task.version:
+                log.warning(
+                    "task %s: kept a newer snapshot over an older one written late", task_id
+                )
+            # Else the same version is stored already (a commit made again after
+            # its writer died): nothing to write.
             del tasks[task_id]
         for task_id, item in tasks.items():
             if item.task.is_terminal:

@@ -33,6 +33,29 @@ import msgspec
 
 _HEADER = struct.Struct("<I")
 
+FAULT_ENV = "TASKSERVICE_WRITER_FAULT"
+"""For fault tests: the path of a file. While it exists and holds the name of a
+step, this process SIGKILLs itself at that step of its next write transaction
+(removing the file first, so the writer started next does not die again):
+`before_apply`, `after_apply` (nothing is committed) or `after_commit`
+(committed, and fsynced in durable mode, but not answered)."""
+
+_fault_file = os.environ.get(FAULT_ENV)
+
+
+def _fault_point(step: str) -> None:
+    """Die here if a fault test armed this step (see `FAULT_ENV`)."""
+    if _fault_file is None:
+        return
+    try:
+        with open(_fault_file) as armed:
+            if armed.read().strip() != step:
+                return
+        os.remove(_fault_file)
+    except OSError:
+        return  # not armed, or already used
+    os.kill(os.getpid(), 9)
+
 
 def read_frame(stream: IO[bytes]) -> bytes | None:
     """The next frame's payload, or None at the end of the stream."""
@@ -87,16 +110,19 @@ def serve(path: str, map_size: int, names: list[str], durable: bool, parent: int
             if request[0] == "m":
                 env.set_mapsize(int(request[1]))
             else:
+                _fault_point("before_apply")
                 txn = env.begin(write=True)
                 try:
                     apply(txn, tasks, dbs, request[1])
                 except BaseException:
                     txn.abort()
                     raise
+                _fault_point("after_apply")
                 if os.getppid() != parent:
                     txn.abort()  # the parent is gone: nobody waits for this commit
                     return
                 txn.commit()
+                _fault_point("after_commit")
             reply = ["ok", ""]
         except lmdb.MapFullError as error:
             reply = ["full", str(error)]
