@@ -20,6 +20,7 @@ from .definition import (
 )
 from .model import (
     Client,
+    Health,
     Progress,
     PropsError,
     RetryRecord,
@@ -30,10 +31,11 @@ from .model import (
     TaskStateChanged,
 )
 from .service import TaskRun, TaskService, task
-from .storage import SchemaMismatch, StoreError
+from .storage import SchemaMismatch, StoreError, StoreFull, StoreIOError
 
 __all__ = [
     "Client",
+    "Health",
     "Progress",
     "PropsError",
     "RetryRecord",
@@ -42,6 +44,8 @@ __all__ = [
     "SchemaMismatch",
     "ServiceStopped",
     "StoreError",
+    "StoreFull",
+    "StoreIOError",
     "Task",
     "TaskCancelled",
     "TaskContext",

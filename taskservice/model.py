@@ -33,6 +33,7 @@ __all__ = [
     "SUBTASK_CAUSE_TYPE",
     "TERMINAL_STATES",
     "Client",
+    "Health",
     "Progress",
     "PropsError",
     "RetryRecord",
@@ -164,6 +165,18 @@ class RunReply(msgspec.Struct, kw_only=True):
     task_object: Task | None = None
     created: bool = False
     error: str | None = None
+
+
+class Health(msgspec.Struct, kw_only=True):
+    """`service.health()`: whether the service takes work, and if not, why."""
+
+    ok: bool
+    """True while the service runs and its store writes what it acknowledges."""
+    stopped: bool
+    store_error: str | None = None
+    """Why the store cannot write now (a full disk, an I/O error), if it cannot."""
+    unwritten: int = 0
+    """Acknowledged changes held in memory until the store can write them."""
 
 
 class TaskStateChanged(msgspec.Struct, kw_only=True, gc=False):

@@ -45,11 +45,12 @@ from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
 from .model import (
     TERMINAL_STATES,
     Client,
+    Health,
     Task,
     TaskStateChanged,
     int_at_least,
 )
-from .storage import Durability, TaskStore, Views, open_store
+from .storage import Durability, StoreError, TaskStore, Views, open_store
 from .storage.indexes import INDEXES
 from .storage.keys import encode_key
 
@@ -424,6 +425,9 @@ class TaskService:
         """A validated, hashed run request (raises on bad input; nothing is sent)."""
         if self._stopped:
             raise ServiceStopped(f"task service {self.name!r} is stopped")
+        failure = self.store.write_failure
+        if failure is not None:
+            raise StoreError(str(failure))  # the disk refuses writes: no new work
         resolved = self._resolve(definition)
         _check_cause(cause_type, cause)
         if expire is not None and not int_at_least(expire, 0):
@@ -655,6 +659,17 @@ class TaskService:
         return found
 
     # -- operations -----------------------------------------------------------
+
+    def health(self) -> Health:
+        """Whether the service takes work, and if not, why (for health and readiness
+        checks): stopped, or a store that cannot write its acknowledged changes."""
+        failure = self.store.write_failure
+        return Health(
+            ok=not self._stopped and failure is None,
+            stopped=self._stopped,
+            store_error=None if failure is None else str(failure),
+            unwritten=self.store.stats.unwritten,
+        )
 
     def _registry(self) -> CollectorRegistry:
         if not isinstance(self.metrics, PrometheusMetrics):

@@ -173,18 +173,41 @@ def _walked_bytes(value: Any, what: str) -> bytes:
         raise _refuse(value, what, error) from None
 
 
+_SCALARS: Final = frozenset({str, int, bool, type(None), bytes, float})
+
+
+def _flat(value: Any) -> bool:
+    """Whether `value` is a dict of str keys and scalar values (the usual props):
+    a shallow copy of it is a deep one, and only its floats need the walk's check."""
+    if type(value) is not dict:
+        return False
+    for key, item in value.items():
+        kind = type(item)
+        if type(key) is not str or kind not in _SCALARS:
+            return False
+        if kind is float and not math.isfinite(item):
+            return False
+    return True
+
+
 def freeze(value: Any, what: str = "props") -> Any:
     """`value` as the store will hand it back: a deep copy in stored types.
 
     Raises `PropsError` naming the offending field when it cannot be stored.
     """
+    if _flat(value):
+        try:
+            _store_encoder.encode(value)  # ints in range, strs valid UTF-8
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as error:
+            raise _refuse(value, what, error) from None
+        return dict(value)  # the stored types already: decoding gives an equal dict
     return _store_decoder.decode(_walked_bytes(value, what))
 
 
 def thaw(value: Any) -> Any:
     """A fresh deep copy of a frozen (already checked) value, for one attempt to change."""
-    if type(value) is dict and not value:
-        return {}
+    if type(value) is dict and _flat(value):
+        return dict(value)
     return _store_decoder.decode(_store_encoder.encode(value))
 
 

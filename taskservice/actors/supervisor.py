@@ -320,6 +320,9 @@ class Supervisor(FastActor):
     def _on_run_task(self, message: RunTask) -> Any:
         """The public message: validate, then run like `Run`."""
         reply: Reply[RunOutcome] = Reply()
+        failure = self._rt.store.write_failure
+        if failure is not None:
+            return RunReply(error=f"StoreError: {failure}")  # the disk refuses writes
         try:
             if not isinstance(message, RunTask):
                 raise TypeError("expected a RunTask")

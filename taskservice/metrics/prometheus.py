@@ -456,6 +456,17 @@ class StoreCollector(Collector):
             store.stats.corrupt_records,
         )
         yield GaugeMetricFamily(
+            f"{p}store_writable",
+            "1 while the store writes what it acknowledges; 0 while it holds changes "
+            "the disk refused (batched mode) and the service takes no new work.",
+            0 if store.write_failure is not None else 1,
+        )
+        yield GaugeMetricFamily(
+            f"{p}store_unwritten_changes",
+            "Acknowledged changes held in memory until the disk takes writes again.",
+            store.stats.unwritten,
+        )
+        yield GaugeMetricFamily(
             f"{p}storage_last_commit_seconds",
             "Duration of the last commit.",
             store.stats.last_commit_seconds,

@@ -7,6 +7,7 @@ from .base import (
     SchemaMismatch,
     StoreError,
     StoreFull,
+    StoreIOError,
     TaskStore,
 )
 from .keys import decode_key, encode_key
@@ -23,6 +24,7 @@ __all__ = [
     "SchemaMismatch",
     "StoreError",
     "StoreFull",
+    "StoreIOError",
     "TaskStore",
     "Views",
     "decode_key",

@@ -20,6 +20,8 @@ __all__ = [
     "CommitCallback",
     "Durability",
     "StoreError",
+    "StoreFull",
+    "StoreIOError",
     "StoreStats",
     "TaskStore",
     "decode_record",
@@ -64,6 +66,10 @@ class StoreFull(StoreError):
     """A write does not fit: the disk is full or the map reached `max_map_size`."""
 
 
+class StoreIOError(StoreError):
+    """The disk refused a write with an I/O error (EIO) while it had room."""
+
+
 class SchemaMismatch(StoreError):
     """The store on disk was written by another schema version."""
 
@@ -93,6 +99,8 @@ class StoreStats(msgspec.Struct):
 
     commits: int = 0
     corrupt_records: int = 0
+    unwritten: int = 0
+    """Changes acknowledged but held in memory because the disk refuses writes."""
     last_commit_seconds: float = 0.0
     last_batch_size: int = 0
     map_size: int = 0
@@ -107,6 +115,10 @@ class TaskStore(abc.ABC):
     """
 
     durability: Durability
+
+    write_failure: StoreError | None = None
+    """Why writes fail now, while the store holds acknowledged changes it could not
+    write (batched mode with a full disk or an I/O error); None when all is written."""
 
     def __init__(self) -> None:
         self.stats = StoreStats()

@@ -23,6 +23,7 @@ from .base import (
     SchemaMismatch,
     StoreError,
     StoreFull,
+    StoreIOError,
     TaskStore,
     decode_record,
     id_of_key,
@@ -41,6 +42,7 @@ log = logging.getLogger("taskservice.storage")
 _META_SCHEMA = b"schema_version"
 _DEFAULT_MAP_SIZE = 1 << 30
 _SYNC_EVERY = 1.0  # seconds between background fsyncs in batched mode
+_RETRY_EVERY = 1.0  # seconds between tries of held writes the disk refused (batched mode)
 _KEY_CACHE_LIMIT = 200_000  # unfinished tasks whose index keys the writer remembers
 
 
@@ -146,6 +148,8 @@ class LmdbStore(TaskStore):
         """Hashes stored per recently used cause: new tasks skip the reuse lookup."""
         """The version of each snapshot whose keys `_key_cache` holds."""
         self._closed = False
+        self._held: list[_Batch] = []
+        """Acknowledged batches the disk refused (batched mode), tried again: writer only."""
         self._writer: threading.Thread | None = None
         if not readonly:
             self._writer = threading.Thread(
@@ -335,7 +339,10 @@ class LmdbStore(TaskStore):
 
     def delete(self, task_ids: Sequence[str]) -> int:
         self._refuse_if_read_only()
-        self.flush()
+        if self.write_failure is None:
+            self.flush()
+        # Else the disk refuses writes, and deleting finished tasks (purge) may be
+        # what frees the room the held changes need: go on.
         deleted = 0
         with self._gated(), self.env.begin(write=True) as txn:
             for task_id in task_ids:
@@ -386,21 +393,38 @@ class LmdbStore(TaskStore):
             raise error
 
     def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until everything submitted so far is committed.
+
+        Raises the `write_failure` at once while the disk refuses writes.
+        """
         if self._writer is None or not self._writer.is_alive():
             return
         self.put(timeout=timeout)
+
+    def put(self, *tasks: Task, timeout: float | None = 30.0) -> None:
+        failure = self.write_failure
+        if failure is not None:
+            raise failure
+        super().put(*tasks, timeout=timeout)
 
     def _write_loop(self) -> None:
         last_sync = last_commit = time.monotonic()
         dirty = False
         stop = False
         while not stop:
+            if self._held:
+                wait: float | None = _RETRY_EVERY
+            else:
+                wait = _SYNC_EVERY if dirty else None
             try:
-                first = self._queue.get(timeout=_SYNC_EVERY if dirty else None)
+                first = self._queue.get(timeout=wait)
             except queue.Empty:
-                self._background_sync()
-                dirty = False
-                last_sync = time.monotonic()
+                if self._held:
+                    self._commit([])  # try the held changes again
+                if dirty and time.monotonic() - last_sync >= _SYNC_EVERY:
+                    self._background_sync()
+                    dirty = False
+                    last_sync = time.monotonic()
                 continue
             batches: list[_Batch] = []
             if first is None:
@@ -412,9 +436,9 @@ class LmdbStore(TaskStore):
             if self._batch_seconds and self.durability == "batched" and not stop:
                 # At most one commit every batch_ms: wait only for what is left
                 # of the interval since the last one (a lone write goes at once).
-                wait = last_commit + self._batch_seconds - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
+                pause = last_commit + self._batch_seconds - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
             while True:
                 try:
                     item = self._queue.get_nowait()
@@ -426,7 +450,7 @@ class LmdbStore(TaskStore):
                     batches.extend(item)
                 else:
                     batches.append(item)
-            if batches:
+            if batches or self._held:
                 self._commit(batches)
                 last_commit = time.monotonic()
                 dirty = self.durability == "batched"
@@ -434,6 +458,8 @@ class LmdbStore(TaskStore):
                 self._background_sync()
                 dirty = False
                 last_sync = time.monotonic()
+        if self._held:
+            self._give_up_held()
         if dirty:
             self._background_sync()
 
@@ -444,6 +470,10 @@ class LmdbStore(TaskStore):
             log.error("background fsync of %s failed: %s", self.path, error)
 
     def _commit(self, batches: list[_Batch], retry: bool = True) -> None:
+        if self._held:
+            # Acknowledged changes the disk refused come first, in their order.
+            batches = [*self._held, *batches]
+            self._held = []
         started = time.perf_counter()
         errors: dict[int, StoreError] = {}
         try:
@@ -454,18 +484,65 @@ class LmdbStore(TaskStore):
             log.exception("commit failed")
             errors = {}
             tasks = {}
+        if error is not None and self._must_hold(error):
+            self._hold(batches, error)
+            return
         if error is not None and retry and not isinstance(error, StoreFull):
             # One batch must not fail its neighbours: whatever failed the group
             # (a value LMDB refused, a writer process that died), each batch is
             # written again on its own, and fails alone if it fails again.
             log.warning("retrying the %d write(s) of a failed commit one by one", len(batches))
             for batch in batches:
-                self._commit([batch], retry=False)
+                if self._held:
+                    self._held.append(batch)  # the disk refuses writes: keep the order
+                else:
+                    self._commit([batch], retry=False)
             return
         if error is None:
+            if self.write_failure is not None:
+                log.warning(
+                    "task store %r takes writes again: the %d held change(s) are written",
+                    self.path,
+                    len(batches),
+                )
+                self.write_failure = None
+                self.stats.unwritten = 0
             self._record_commit(time.perf_counter() - started, len(tasks))
             self._report_written(batches, errors)
         run_callbacks(batches, errors, error)
+
+    def _must_hold(self, error: BaseException) -> bool:
+        """Whether a failed commit is kept in memory and tried again (batched mode:
+        its changes were acknowledged before the commit, so failing them would lose
+        them)."""
+        return self.durability == "batched" and isinstance(error, StoreFull | StoreIOError)
+
+    def _hold(self, batches: list[_Batch], error: BaseException) -> None:
+        """Keep acknowledged changes the disk refused; refuse new work until they
+        are written (see `write_failure`)."""
+        self._held = batches
+        first = self.write_failure is None
+        self.write_failure = StoreError(
+            f"task store {self.path!r} cannot write ({error}); "
+            f"{len(batches)} acknowledged change(s) are held in memory and tried again "
+            f"every {_RETRY_EVERY:g} s; no new work is taken until they are written"
+        )
+        self.stats.unwritten = len(batches)
+        if first:
+            log.error("%s", self.write_failure)
+
+    def _give_up_held(self) -> None:
+        """At close: the held changes are tried once more, then failed (and logged)."""
+        self._commit([], retry=False)
+        held, self._held = self._held, []
+        if not held:
+            return
+        lost = StoreError(
+            f"task store {self.path!r} closed with {len(held)} acknowledged change(s) "
+            f"it could not write: {self.write_failure}"
+        )
+        log.error("%s", lost)
+        run_callbacks(held, {}, lost)
 
     def _write_growing(self, tasks: dict[str, Prepared]) -> BaseException | None:
         """Write in one transaction, growing the map while it is full; the error, if any."""
@@ -483,9 +560,11 @@ class LmdbStore(TaskStore):
                     log.error("%s", full)
                     return full
             except lmdb.Error as lmdb_error:
-                kind = StoreFull if _is_disk_full(lmdb_error) else StoreError
-                error = kind(f"commit to task store {self.path!r} failed: {lmdb_error}")
-                log.error("%s", error)
+                kind = _error_kind(lmdb_error, self.path)
+                what = "is full" if kind is StoreFull else "failed to commit"
+                error = kind(f"task store {self.path!r} {what}: {lmdb_error}")
+                if self.write_failure is None:
+                    log.error("%s", error)
                 return error
 
     def _write(self, tasks: dict[str, Prepared]) -> None:
@@ -670,8 +749,31 @@ def _take_owner_lock(path: str) -> IO[str]:
     return lock
 
 
-def _is_disk_full(error: lmdb.Error) -> bool:
-    return isinstance(error, lmdb.DiskError) or "No space left" in str(error)
+_FULL_SIGNS = ("No space left", "Disk quota exceeded", "MDB_MAP_FULL")
+_IO_SIGNS = ("Input/output error",)
+_LOW_SPACE = 16 << 20
+"""Free bytes under which an I/O error on write is taken for a full disk."""
+
+
+def _error_kind(error: lmdb.Error, path: str) -> type[StoreError]:
+    """The class of a failed commit's error, whatever errno carried it.
+
+    ENOSPC and EDQUOT are a full store; so is EIO when the file system has
+    less than `_LOW_SPACE` free (some file systems report a full disk so);
+    another EIO is an I/O error. Both are held and retried in batched mode.
+    """
+    text = str(error)
+    if isinstance(error, lmdb.DiskError) or any(sign in text for sign in _FULL_SIGNS):
+        return StoreFull
+    if any(sign in text for sign in _IO_SIGNS):
+        try:
+            stat = os.statvfs(path)
+            if stat.f_bavail * stat.f_frsize < _LOW_SPACE:
+                return StoreFull
+        except OSError:
+            pass
+        return StoreIOError
+    return StoreError
 
 
 def _make_private_dir(path: str) -> None:
