@@ -10,6 +10,7 @@ from .base import (
     StoreIOError,
     TaskStore,
 )
+from .files import StoreDamaged
 from .keys import decode_key, encode_key
 from .lmdb_store import LmdbStore
 from .memory_store import MemoryStore
@@ -22,6 +23,7 @@ __all__ = [
     "LmdbStore",
     "MemoryStore",
     "SchemaMismatch",
+    "StoreDamaged",
     "StoreError",
     "StoreFull",
     "StoreIOError",

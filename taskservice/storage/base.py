@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import logging
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
@@ -55,7 +56,11 @@ class Checked(tuple[Task, ...]):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Task)
-_VERSION_BYTE = bytes([SCHEMA_VERSION])
+_CHECKSUMMED = 0x80
+"""Set in a record's first byte when a CRC-32 of its body follows (every record
+written since checksums came; older ones are read without)."""
+_HEAD = SCHEMA_VERSION | _CHECKSUMMED
+_BODY_AT = 5
 
 
 class StoreError(RuntimeError):
@@ -79,17 +84,31 @@ class CorruptRecord(ValueError):
 
 
 def encode_record(task: Task) -> bytes:
-    """Encode a task as a stored value: schema version byte, then msgpack."""
-    return _VERSION_BYTE + _encoder.encode(task)
+    """Encode a task as a stored value (see `seal`)."""
+    return seal(_encoder.encode(task))
+
+
+def seal(body: bytes) -> bytes:
+    """A stored value: a head byte (schema version, checksum flag), the CRC-32 of
+    `body` (4 bytes, little-endian), then `body` (the task in msgpack)."""
+    return bytes((_HEAD,)) + zlib.crc32(body).to_bytes(4, "little") + body
 
 
 def decode_record(data: bytes) -> Task:
-    """Decode a stored value; raises `CorruptRecord` if it is not a task."""
-    if not data or data[0] != SCHEMA_VERSION:
-        version = data[0] if data else None
-        raise CorruptRecord(f"unknown record version {version!r}")
+    """Decode a stored value; raises `CorruptRecord` if it is not a task or its
+    checksum does not match (a byte changed on disk)."""
+    head = data[0] if data else None
+    view = memoryview(data)
+    if head == _HEAD:
+        body = view[_BODY_AT:]
+        if zlib.crc32(body) != int.from_bytes(view[1:_BODY_AT], "little"):
+            raise CorruptRecord("checksum mismatch: the record changed on disk")
+    elif head == SCHEMA_VERSION:
+        body = view[1:]  # written before records carried a checksum
+    else:
+        raise CorruptRecord(f"unknown record version {head!r}")
     try:
-        return _decoder.decode(memoryview(data)[1:])
+        return _decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise CorruptRecord(str(error)) from None
 
@@ -294,8 +313,9 @@ def prepare(task: Task, keys: bool = True, checked: bool = False) -> Prepared:
     With `keys=False` the index keys are left empty (computed later by the caller).
     """
     try:
-        record = _VERSION_BYTE + _encoder.encode(task)
-        decoded = task if checked else _decoder.decode(memoryview(record)[1:])
+        body = _encoder.encode(task)
+        decoded = task if checked else _decoder.decode(body)
+        record = seal(body)
         found = index_keys(decoded) if keys else {}
     except (
         msgspec.DecodeError,

@@ -30,6 +30,7 @@ from .base import (
     prepare_batches,
     run_callbacks,
 )
+from .files import StoreDamaged, check_data_file, check_marker
 from .indexes import INDEXES, index_keys
 from .keys import decode_key, encode_key, prefix_end
 from .known_hashes import KnownHashes
@@ -98,6 +99,15 @@ class LmdbStore(TaskStore):
             _make_private_dir(self.path)
         self._owner_lock = _take_owner_lock(self.path) if exclusive else None
         try:
+            # Before LMDB maps the file: a file cut short would crash the process
+            # (SIGBUS), one emptied would open as a new store.
+            check_data_file(self.path)
+            check_marker(self.path, create=False)
+        except StoreError:
+            if self._owner_lock is not None:
+                self._owner_lock.close()
+            raise
+        try:
             self.env = lmdb.open(
                 self.path,
                 map_size=map_size,
@@ -117,11 +127,22 @@ class LmdbStore(TaskStore):
             for name in ("data.mdb", "lock.mdb"):
                 with contextlib.suppress(OSError):
                     os.chmod(os.path.join(self.path, name), 0o600)
+            check_marker(self.path, create=True)
         create = not readonly
-        self._tasks = self.env.open_db(b"tasks", create=create)
-        self._meta = self.env.open_db(b"meta", create=create)
-        self._indexes = {name: self.env.open_db(name.encode(), create=create) for name in INDEXES}
-        self._check_schema()
+        try:
+            self._tasks = self.env.open_db(b"tasks", create=create)
+            self._meta = self.env.open_db(b"meta", create=create)
+            self._indexes = {
+                name: self.env.open_db(name.encode(), create=create) for name in INDEXES
+            }
+            self._check_schema()
+        except lmdb.Error as error:
+            self.env.close()
+            if self._owner_lock is not None:
+                self._owner_lock.close()
+            raise StoreDamaged(
+                f"cannot open task store at {self.path!r}: {type(error).__name__}: {error}"
+            ) from error
         self._applier: WriterProcess | InProcessWriter = (
             WriterProcess(self.path, int(self.env.info()["map_size"]), list(INDEXES), durability)
             if writer == "process" and not readonly
@@ -198,15 +219,32 @@ class LmdbStore(TaskStore):
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Any]:
-        with self._gated(), self.env.begin(buffers=True) as txn:
-            yield txn
+        """A read transaction; an LMDB error inside it (a damaged page) is a `StoreError`."""
+        with self._gated():
+            try:
+                with self.env.begin(buffers=True) as txn:
+                    yield txn
+            except lmdb.Error as error:
+                log.error("reading task store %r failed: %s", self.path, error)
+                raise StoreError(
+                    f"reading task store {self.path!r} failed: {type(error).__name__}: {error}"
+                    " (run `taskservice check` on it)"
+                ) from error
 
     def _decode(self, key: bytes, value: Any) -> Task | None:
+        """The task of a record, or None (reported) if it does not decode, fails its
+        checksum, or names another id than its key (a key changed on disk)."""
         try:
-            return decode_record(bytes(value))
+            task = decode_record(bytes(value))
         except CorruptRecord as error:
             self.report_corrupt(bytes(key).decode("utf-8", "replace"), str(error))
             return None
+        if task.id.encode() != bytes(key):
+            self.report_corrupt(
+                bytes(key).decode("utf-8", "replace"), f"the record is task {task.id!r}"
+            )
+            return None
+        return task
 
     def get(self, task_id: str) -> Task | None:
         key = task_id.encode()
@@ -216,6 +254,7 @@ class LmdbStore(TaskStore):
 
     def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
         found: list[Task] = []
+        key_of = INDEXES[index]
         with self._read() as txn:
             cursor = txn.cursor(db=self._indexes[index])
             if not cursor.set_range(low):
@@ -223,16 +262,26 @@ class LmdbStore(TaskStore):
             for key in cursor.iternext(keys=True, values=False):
                 if high is not None and bytes(key) >= high:
                     break
+                if bytes(key) < low:
+                    # Out of order: only a damaged page gives that. Skip, never hand out.
+                    self.report_corrupt(bytes(key).hex(), f"index {index} is out of order")
+                    continue
                 task_id = _last_id(bytes(key))
                 value = txn.get(task_id, db=self._tasks) if task_id is not None else None
                 if value is None:
                     self.report_corrupt(bytes(key).hex(), f"index {index} names a missing task")
                     continue
                 task = self._decode(task_id or b"", value)
-                if task is not None:
-                    found.append(task)
-                    if len(found) >= limit:
-                        break
+                if task is None:
+                    continue
+                if key_of(task) != bytes(key):
+                    # The index entry does not match its record (a byte changed on
+                    # disk, or a stale entry): never hand out a task it does not name.
+                    self.report_corrupt(bytes(key).hex(), f"a stale entry of index {index}")
+                    continue
+                found.append(task)
+                if len(found) >= limit:
+                    break
         return found
 
     def find_by_cause_hash(self, cause_type: str, cause: str, hash: str) -> list[Task]:
