@@ -47,8 +47,8 @@ class CheckReport(msgspec.Struct, kw_only=True):
     @property
     def ok(self) -> bool:
         """Whether the store is sound: every record good, every index exact."""
-        return not self.bad_records and not any(self.missing.values()) and not any(
-            self.stale.values()
+        return (
+            not self.bad_records and not any(self.missing.values()) and not any(self.stale.values())
         )
 
     def lines(self) -> list[str]:
