@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -60,7 +61,8 @@ _CHECKSUMMED = 0x80
 """Set in a record's first byte when a CRC-32 of its body follows (every record
 written since checksums came; older ones are read without)."""
 _HEAD = SCHEMA_VERSION | _CHECKSUMMED
-_BODY_AT = 5
+_PREFIX = struct.Struct("<BI")
+_BODY_AT = _PREFIX.size
 
 
 class StoreError(RuntimeError):
@@ -91,20 +93,19 @@ def encode_record(task: Task) -> bytes:
 def seal(body: bytes) -> bytes:
     """A stored value: a head byte (schema version, checksum flag), the CRC-32 of
     `body` (4 bytes, little-endian), then `body` (the task in msgpack)."""
-    return bytes((_HEAD,)) + zlib.crc32(body).to_bytes(4, "little") + body
+    return _PREFIX.pack(_HEAD, zlib.crc32(body)) + body
 
 
 def decode_record(data: bytes) -> Task:
     """Decode a stored value; raises `CorruptRecord` if it is not a task or its
     checksum does not match (a byte changed on disk)."""
     head = data[0] if data else None
-    view = memoryview(data)
-    if head == _HEAD:
-        body = view[_BODY_AT:]
-        if zlib.crc32(body) != int.from_bytes(view[1:_BODY_AT], "little"):
+    if head == _HEAD and len(data) > _BODY_AT:
+        body = memoryview(data)[_BODY_AT:]
+        if zlib.crc32(body) != _PREFIX.unpack_from(data)[1]:
             raise CorruptRecord("checksum mismatch: the record changed on disk")
     elif head == SCHEMA_VERSION:
-        body = view[1:]  # written before records carried a checksum
+        body = memoryview(data)[1:]  # written before records carried a checksum
     else:
         raise CorruptRecord(f"unknown record version {head!r}")
     try:
