@@ -11,6 +11,7 @@ and can be observed by cause — pykka actors, LMDB and msgspec.
 from .context import TaskContext
 from .definition import (
     ServiceStopped,
+    SubtaskFailed,
     TaskCancelled,
     TaskDefinition,
     TaskFailed,
@@ -42,6 +43,7 @@ __all__ = [
     "SchemaMismatch",
     "ServiceStopped",
     "StoreError",
+    "SubtaskFailed",
     "Task",
     "TaskCancelled",
     "TaskContext",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..definition import TaskCancelled, TaskNoFallback, TaskNoRetry
+from ..definition import SubtaskFailed, TaskCancelled, TaskNoFallback, TaskNoRetry
 from .protocol import Done, Start, SubtaskReply, SubtaskRequest
 from .refs import function_reference
 
@@ -21,6 +21,7 @@ __all__ = [
     "RemoteError",
     "RemoteNoFallback",
     "RemoteNoRetry",
+    "RemoteSubtaskFailed",
     "WorkerDied",
     "error_kind",
     "outcome",
@@ -44,6 +45,10 @@ class RemoteNoRetry(RemoteError, TaskNoRetry):
 
 class RemoteNoFallback(RemoteError, TaskNoFallback):
     """`TaskNoFallback` raised in a worker."""
+
+
+class RemoteSubtaskFailed(RemoteError, SubtaskFailed):
+    """`SubtaskFailed` raised in a worker (by its `ctx.run`) and not caught there."""
 
 
 class WorkerDied(Exception):
@@ -89,6 +94,10 @@ def run_subtask(ctx: TaskContext, request: SubtaskRequest) -> SubtaskReply:
             progress_factor=request.progress_factor,
             expire=request.expire,
         )
+    except SubtaskFailed as error:
+        return SubtaskReply(
+            request=request.request, ok=False, error=str(error), subtask_failed=True
+        )
     except Exception as error:
         return SubtaskReply(request=request.request, ok=False, error=str(error))
     return SubtaskReply(request=request.request, ok=True, result=result)
@@ -105,6 +114,8 @@ def outcome(done: Done) -> Any:
         raise RemoteNoRetry(description, done.stack)
     if done.kind == "cancelled":
         raise TaskCancelled(description)
+    if done.kind == "subtask_failed":
+        raise RemoteSubtaskFailed(description, done.stack)
     raise RemoteError(description, done.stack)
 
 
@@ -116,4 +127,6 @@ def error_kind(error: BaseException) -> Any:
         return "no_fallback"
     if isinstance(error, TaskNoRetry):
         return "no_retry"
+    if isinstance(error, SubtaskFailed):
+        return "subtask_failed"
     return "error"
