@@ -107,7 +107,9 @@ class TaskContext:
         unless the definition says `retry_on_subtask_failure=True`. The
         subtask's cause is `("task_Task", <this task's id>)`; a finished
         subtask with the same props is reused, which is what lets a re-run
-        parent skip the work it already did.
+        parent skip the work it already did. From its start the subtask counts
+        in this task's progress as 0 of `progress_factor`, then as its own
+        progress times `progress_factor`.
         """
         self.check_cancelled()
         try:
@@ -127,10 +129,12 @@ class TaskContext:
             parent=self._live,
             progress_factor=progress_factor,
         )
+        self._live.child_started(run.task_object, progress_factor)
         try:
             result = run.result()
         except TaskFailed as error:
             raise subtask_failed(error) from None
+        self._live.child_finished(run.task)
         return result
 
     async def run_async(
@@ -157,10 +161,12 @@ class TaskContext:
             progress_factor=progress_factor,
         )
         run: TaskRun[R] = _task_run(await wait_reply(reply, service._ack_timeout))
+        self._live.child_started(run.task_object, progress_factor)
         try:
             result = await run
         except TaskFailed as error:
             raise subtask_failed(error) from None
+        self._live.child_finished(run.task)
         return result
 
     def trigger(self, name: str, props: dict[str, Any]) -> list[TaskRun[Any]]:
