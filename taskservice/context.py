@@ -108,8 +108,8 @@ class TaskContext:
         subtask's cause is `("task_Task", <this task's id>)`; a finished
         subtask with the same props is reused, which is what lets a re-run
         parent skip the work it already did. From its start the subtask counts
-        in this task's progress as 0 of `progress_factor`, then as its own
-        progress times `progress_factor`.
+        in this task's progress as 0 of 1 x `progress_factor`, once it
+        reports as its own progress times `progress_factor`.
         """
         self.check_cancelled()
         try:

@@ -118,8 +118,8 @@ class Views:
         """Every task of the trees a root cause started, at any depth, by id.
 
         The cause of a subtask names its parent: `tasks_by_root("task_Task",
-        task_id)` is `subtasks(task_id)`, the tasks below that task (in its
-        order).
+        task_id)` is `subtasks(task_id)`, the tasks below that task, depth
+        first rather than by id.
         """
         if root_type == SUBTASK_CAUSE_TYPE:
             return self.subtasks(root, gt=gt, limit=limit)
