@@ -11,6 +11,7 @@ and can be observed by cause — pykka actors, LMDB and msgspec.
 from .context import TaskContext
 from .definition import (
     ServiceStopped,
+    SubtaskFailed,
     TaskCancelled,
     TaskDefinition,
     TaskFailed,
@@ -46,6 +47,7 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreIOError",
+    "SubtaskFailed",
     "Task",
     "TaskCancelled",
     "TaskContext",

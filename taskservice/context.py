@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .definition import TaskCancelled, TaskDefinition
-from .model import SUBTASK_CAUSE_TYPE
+from .definition import SubtaskFailed, TaskCancelled, TaskDefinition, TaskFailed
+from .model import SUBTASK_CAUSE_TYPE, Task
 
 if TYPE_CHECKING:
     from .actors.live import LiveTask
@@ -100,11 +100,16 @@ class TaskContext:
         progress_factor: float = 1.0,
         expire: int | None = None,
     ) -> R:
-        """Run a subtask and return its result (its failure is raised here).
+        """Run a subtask and return its result.
 
-        The subtask's cause is `("task_Task", <this task's id>)`; a finished
+        A subtask that ended `failed` or `cancelled` raises `SubtaskFailed` (a
+        `TaskFailed`) here; uncaught, it fails this task without a retry
+        unless the definition says `retry_on_subtask_failure=True`. The
+        subtask's cause is `("task_Task", <this task's id>)`; a finished
         subtask with the same props is reused, which is what lets a re-run
-        parent skip the work it already did.
+        parent skip the work it already did. From its start the subtask counts
+        in this task's progress as 0 of 1 x `progress_factor`, once it
+        reports as its own progress times `progress_factor`.
         """
         self.check_cancelled()
         try:
@@ -124,7 +129,13 @@ class TaskContext:
             parent=self._live,
             progress_factor=progress_factor,
         )
-        return run.result()
+        self._live.child_started(run.task_object, progress_factor)
+        try:
+            result = run.result()
+        except TaskFailed as error:
+            raise subtask_failed(error) from None
+        self._live.child_finished(run.task)
+        return result
 
     async def run_async(
         self,
@@ -151,7 +162,13 @@ class TaskContext:
         )
         outcome = await wait_reply(submitted.reply, service._ack_timeout)
         run: TaskRun[R] = _task_run(outcome, submitted.definition)
-        return await run
+        self._live.child_started(run.task_object, progress_factor)
+        try:
+            result = await run
+        except TaskFailed as error:
+            raise subtask_failed(error) from None
+        self._live.child_finished(run.task)
+        return result
 
     def trigger(self, name: str, props: dict[str, Any]) -> list[TaskRun[Any]]:
         """Start every definition listening to trigger `name`, in this task's cause.
@@ -176,3 +193,15 @@ class TaskContext:
         bus = self._live.runtime.bus
         if bus is not None:
             bus.tell(PublishEvent(task_id=self.task_id, name=name, data=data))
+
+
+def subtask_failed(error: TaskFailed) -> SubtaskFailed:
+    """The `SubtaskFailed` a parent's `ctx.run` raises for a subtask's `TaskFailed`."""
+    if isinstance(error, SubtaskFailed):
+        return error
+    task = error.task
+    if isinstance(task, Task):
+        message = f"subtask {task.id} ({task.name}) {task.state}: {task.error}"
+    else:
+        message = str(error)
+    return SubtaskFailed(message, task)

@@ -19,6 +19,7 @@ __all__ = [
     "Client",
     "Emit",
     "ServiceStopped",
+    "SubtaskFailed",
     "TaskCancelled",
     "TaskDefinition",
     "TaskFailed",
@@ -55,6 +56,17 @@ class TaskFailed(Exception):
         self.task = task
 
 
+class SubtaskFailed(TaskFailed):
+    """Raised by `ctx.run` when the subtask ended `failed` or `cancelled`.
+
+    `.task` is the subtask's last snapshot (None in a worker process). Code
+    that catches it (or `TaskFailed`) may carry on. Uncaught, it fails the
+    parent at once, without further attempts (its fallback still runs), so
+    attempts do not multiply down a tree; `retry_on_subtask_failure=True` on
+    the parent's definition retries the parent instead.
+    """
+
+
 class UnknownDefinition(LookupError):
     """No definition of that name is registered with the service."""
 
@@ -81,7 +93,11 @@ class TaskDefinition(Generic[P, R]):
     `max_interruptions` is how many of a task's attempts may be cut short by
     the end of the process (a crash, SIGKILL, a stop that gave up waiting)
     before recovery fails the task instead of running it again: the guard
-    against code that kills its process every time (None: no limit). `trigger`
+    against code that kills its process every time (None: no limit).
+    `retry_on_subtask_failure`: a subtask that failed for good (or was
+    cancelled) fails this task at once when its `SubtaskFailed` is not caught;
+    True retries this task instead (each retry runs the failed subtask anew,
+    so attempts multiply down a tree). `trigger`
     and `action` (True or a name) expose the definition through the trigger bus
     and as a client action. `service` defaults to the service's name.
 
@@ -113,6 +129,7 @@ class TaskDefinition(Generic[P, R]):
         cleanup: Callable[[P, TaskContext], None] | None = None,
         timeout: float | None = None,
         max_interruptions: int | None = 3,
+        retry_on_subtask_failure: bool = False,
         executor: str = "thread",
         service: str | None = None,
         props_type: type[Any] | None = None,
@@ -139,6 +156,11 @@ class TaskDefinition(Generic[P, R]):
             raise ValueError(
                 f"task {name!r}: max_interruptions must be None or an int >= 0, "
                 f"not {max_interruptions!r}"
+            )
+        if not isinstance(retry_on_subtask_failure, bool):
+            raise TypeError(
+                f"task {name!r}: retry_on_subtask_failure must be a bool, "
+                f"not {retry_on_subtask_failure!r}"
             )
         if props_type is not None and not (
             isinstance(props_type, type) and issubclass(props_type, msgspec.Struct)
@@ -192,6 +214,7 @@ class TaskDefinition(Generic[P, R]):
         self.cleanup = cleanup
         self.timeout = timeout
         self.max_interruptions = max_interruptions
+        self.retry_on_subtask_failure = retry_on_subtask_failure
         self.executor = executor
         self.service = service
         self.props_type = props_type

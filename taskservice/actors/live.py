@@ -148,12 +148,11 @@ class LiveTask:
         self.pending_replies: list[Reply[Any]] | None = None
         """Runs that joined the task before its created snapshot was committed."""
         self.last_error: BaseException | None = None
-        progress = task.progress
-        self._own: tuple[float, float, str | None, dict[str, Any]] = (
-            _NO_PROGRESS  # shared: one tracked object fewer per queued task
-            if not (progress.current or progress.total or progress.action or progress.extra)
-            else (progress.current, progress.total, progress.action, progress.extra)
-        )
+        # The task's own progress, as its code reports it. A stored task (resumed
+        # at start) starts from nothing, as its code does: the stored progress
+        # is an aggregate that its subtasks add to again as they are run again;
+        # it stays stored until the first new report.
+        self._own: tuple[float, float, str | None, dict[str, Any]] = _NO_PROGRESS
         self._child_progress: dict[str, tuple[float, float]] = {}
         self._last_emit = 0.0
         self._dirty = False
@@ -272,6 +271,35 @@ class LiveTask:
                             wait, self._flush_progress
                         )
                     return
+        self._progress_changed()
+
+    def child_started(self, child: Task, factor: float) -> None:
+        """Count a subtask `ctx.run` started or joined, unless it is counted already.
+
+        From its start a subtask counts as its snapshot's progress times
+        `factor`, a total of 0 counting as 1 (so a new subtask counts as 0 of
+        `factor`); a finished one counts in full.
+        """
+        progress = child.progress
+        total = (progress.total if progress.total > 0 else 1.0) * factor
+        current = total if child.state in ("done", "fallbackDone") else progress.current * factor
+        with self.lock:
+            if child.id in self._child_progress:
+                return  # it reported (or ended) first, or was run twice
+            self._child_progress[child.id] = (current, total)
+        self._progress_changed()
+
+    def child_finished(self, child_id: str) -> None:
+        """Count a subtask `ctx.run` got the result of in full (its current = its total).
+
+        Its final progress usually came first; this covers a subtask another
+        parent started, whose progress goes to that parent.
+        """
+        with self.lock:
+            counted = self._child_progress.get(child_id)
+            if counted is None or counted[0] == counted[1]:
+                return
+            self._child_progress[child_id] = (counted[1], counted[1])
         self._progress_changed()
 
     def child_progress(self, child_id: str, current: float, total: float) -> None:

@@ -19,6 +19,7 @@ from pykka import messages as pykka_messages
 
 from ..definition import (
     ServiceStopped,
+    SubtaskFailed,
     TaskDefinition,
     TaskFailed,
     TaskNoFallback,
@@ -687,7 +688,13 @@ class Supervisor(FastActor):
         record = RetryRecord(started_at=started_at, failed_at=now_ms(), error=text, stack=stack)
         retries = [*live.task.retries, record]
         live.last_error = error
-        no_retry = isinstance(error, TaskNoRetry) or len(retries) >= live.task.max_retries
+        no_retry = (
+            isinstance(error, TaskNoRetry)
+            or len(retries) >= live.task.max_retries
+            # A subtask failed for good (after its own retries): retrying this
+            # task would run it again, multiplying attempts down the tree.
+            or (isinstance(error, SubtaskFailed) and not definition.retry_on_subtask_failure)
+        )
         if not no_retry:
             if self._stopping:
                 # Not retried now: stored as retrying, resumed by the next start.

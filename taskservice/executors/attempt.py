@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..definition import TaskCancelled, TaskNoFallback, TaskNoRetry
+from ..definition import SubtaskFailed, TaskCancelled, TaskNoFallback, TaskNoRetry
 from ..values import error_text
 from .protocol import Done, Start, SubtaskReply, SubtaskRequest
 from .refs import function_reference
@@ -22,6 +22,7 @@ __all__ = [
     "RemoteError",
     "RemoteNoFallback",
     "RemoteNoRetry",
+    "RemoteSubtaskFailed",
     "WorkerDied",
     "error_kind",
     "outcome",
@@ -45,6 +46,10 @@ class RemoteNoRetry(RemoteError, TaskNoRetry):
 
 class RemoteNoFallback(RemoteError, TaskNoFallback):
     """`TaskNoFallback` raised in a worker."""
+
+
+class RemoteSubtaskFailed(RemoteError, SubtaskFailed):
+    """`SubtaskFailed` raised in a worker (by its `ctx.run`) and not caught there."""
 
 
 class WorkerDied(Exception):
@@ -90,6 +95,10 @@ def run_subtask(ctx: TaskContext, request: SubtaskRequest) -> SubtaskReply:
             progress_factor=request.progress_factor,
             expire=request.expire,
         )
+    except SubtaskFailed as error:
+        return SubtaskReply(
+            request=request.request, ok=False, error=str(error), subtask_failed=True
+        )
     except Exception as error:
         return SubtaskReply(request=request.request, ok=False, error=error_text(error))
     return SubtaskReply(request=request.request, ok=True, result=result)
@@ -106,6 +115,8 @@ def outcome(done: Done) -> Any:
         raise RemoteNoRetry(description, done.stack)
     if done.kind == "cancelled":
         raise TaskCancelled(description)
+    if done.kind == "subtask_failed":
+        raise RemoteSubtaskFailed(description, done.stack)
     raise RemoteError(description, done.stack)
 
 
@@ -117,4 +128,6 @@ def error_kind(error: BaseException) -> Any:
         return "no_fallback"
     if isinstance(error, TaskNoRetry):
         return "no_retry"
+    if isinstance(error, SubtaskFailed):
+        return "subtask_failed"
     return "error"

@@ -54,6 +54,9 @@ class SubtaskReply(msgspec.Struct, tag=True):
     ok: bool
     result: Any = None
     error: str | None = None
+    subtask_failed: bool = False
+    """The subtask ran and ended failed or cancelled (the worker raises `SubtaskFailed`);
+    False for a request that could not start it."""
 
 
 ToWorker = Start | Cancel | SubtaskReply
@@ -93,7 +96,7 @@ class Done(msgspec.Struct, tag=True):
     error_type: str | None = None
     error: str | None = None
     stack: str = ""
-    kind: Literal["error", "no_retry", "no_fallback", "cancelled"] = "error"
+    kind: Literal["error", "no_retry", "no_fallback", "cancelled", "subtask_failed"] = "error"
 
 
 ToParent = ProgressReport | SubtaskRequest | EmitEvent | Done

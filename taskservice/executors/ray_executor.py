@@ -87,7 +87,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..definition import TaskCancelled, TaskFailed
+from ..definition import SubtaskFailed, TaskCancelled, TaskFailed
 from ..values import describe_error, storable_text
 from .attempt import (
     RemoteError,
@@ -219,7 +219,8 @@ class RayWorkerContext(RemoteContext):
         self._outbox.put((_SUBTASK, encode(message), request))
         reply = _reply_decoder.decode(waiter.get())
         if not reply.ok:
-            raise TaskFailed(reply.error or f"subtask {name} failed")
+            failure = SubtaskFailed if reply.subtask_failed else TaskFailed
+            raise failure(reply.error or f"subtask {name} failed")
         return reply.result
 
     def _answer(self, request: int, data: bytes) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from ..definition import TaskCancelled, TaskFailed, TaskNoRetry
+from ..definition import SubtaskFailed, TaskCancelled, TaskFailed, TaskNoRetry
 from ..values import MAX_STACK_CHARS, error_text, storable_text
 from .attempt import error_kind
 from .protocol import (
@@ -179,7 +179,8 @@ class WorkerContext(RemoteContext):
             with self._channel.replies_lock:
                 self._channel.replies.pop(request, None)
         if not reply.ok:
-            raise TaskFailed(reply.error or f"subtask {name} failed")
+            failure = SubtaskFailed if reply.subtask_failed else TaskFailed
+            raise failure(reply.error or f"subtask {name} failed")
         return reply.result
 
     def trigger(self, name: str, props: dict[str, Any]) -> Any:

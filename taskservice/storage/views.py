@@ -11,9 +11,11 @@ less gives an empty page.
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import STATES, Task, is_int
+from ..model import STATES, SUBTASK_CAUSE_TYPE, Task, is_int
 from .base import TaskStore
 from .indexes import INDEXES
 from .keys import encode_key, prefix_end
@@ -25,7 +27,7 @@ Cursor = Task | str | None
 
 
 class Views:
-    """The seven views of the task model over one store."""
+    """The views of the task model over one store."""
 
     def __init__(self, store: TaskStore) -> None:
         self._store = store
@@ -42,10 +44,7 @@ class Views:
         for part in prefix:
             if not isinstance(part, str):
                 raise TypeError(f"{index} takes str key parts, not {type(part).__name__}")
-        if not is_int(limit):
-            raise TypeError(f"limit must be an int, not {type(limit).__name__}")
-        if gt is not None and not isinstance(gt, Task | str):
-            raise TypeError(f"gt must be a Task, a task id or None, not {type(gt).__name__}")
+        _check_page(gt, limit)
         if limit <= 0:
             return []
         base = encode_key(prefix)
@@ -116,14 +115,113 @@ class Views:
     def tasks_by_root(
         self, root_type: str, root: str, *, gt: Cursor = None, limit: int = 100
     ) -> list[Task]:
-        """Every task of the trees a root cause started, by id."""
+        """Every task of the trees a root cause started, at any depth, by id.
+
+        The cause of a subtask names its parent: `tasks_by_root("task_Task",
+        task_id)` is `subtasks(task_id)`, the tasks below that task, depth
+        first rather than by id.
+        """
+        if root_type == SUBTASK_CAUSE_TYPE:
+            return self.subtasks(root, gt=gt, limit=limit)
         return self._page("by_root", (root_type, root), gt, limit)
+
+    def subtasks(self, task_id: str, *, gt: Cursor = None, limit: int = 100) -> list[Task]:
+        """Every task below one task (its subtasks, theirs, ...), the task itself not included.
+
+        Depth first: each subtask is followed by its own subtasks; subtasks of
+        one parent come in the order they started, as `tasks_by_cause_and_start`
+        gives them. `gt` must be a task below `task_id` (ValueError otherwise).
+        A page reads one range of the cause index per task it returns, so its
+        cost follows `limit`, not the size of the tree. An unknown `task_id`
+        has no subtasks. A subtask that starts again (a retry) between two
+        pages moves among its siblings, as in `tasks_by_cause_and_start`.
+        """
+        if not isinstance(task_id, str):
+            raise TypeError(f"a task id is a str, not {type(task_id).__name__}")
+        _check_page(gt, limit)
+        if limit <= 0:
+            return []
+        frames = [_Frame(task_id)] if gt is None else self._resume(task_id, gt)
+        found: list[Task] = []
+        while frames and len(found) < limit:
+            frame = frames[-1]
+            if not frame.pending:
+                if frame.exhausted:
+                    frames.pop()
+                    continue
+                want = limit - len(found)
+                batch = self._store.scan(_CHILDREN, frame.low, frame.high, want)
+                frame.exhausted = len(batch) < want
+                if not batch:
+                    frames.pop()
+                    continue
+                frame.pending.extend(batch)
+                frame.low = _child_key(batch[-1]) + b"\x00"
+            child = frame.pending.popleft()
+            found.append(child)
+            frames.append(_Frame(child.id))
+        return found
+
+    def _resume(self, task_id: str, gt: Task | str) -> list[_Frame]:
+        """The walk of `subtasks(task_id)` just after `gt`: one frame per ancestor."""
+        cursor = gt if isinstance(gt, Task) else self._store.get(gt)
+        if cursor is None:
+            raise ValueError(f"cursor task {gt!r} does not exist")
+        chain = [cursor]
+        seen = {cursor.id}
+        while chain[-1].cause != task_id:
+            node = chain[-1]
+            parent = self._store.get(node.cause) if node.is_subtask else None
+            if parent is None or parent.id in seen:
+                raise ValueError(f"cursor task {cursor.id} is not below task {task_id}")
+            seen.add(parent.id)
+            chain.append(parent)
+        if not chain[-1].is_subtask:
+            raise ValueError(f"cursor task {cursor.id} is not below task {task_id}")
+        frames = [_Frame(node.cause, _child_key(node) + b"\x00") for node in reversed(chain)]
+        frames.append(_Frame(cursor.id))
+        return frames
 
     def running_task_roots_by_name(
         self, name: str, *, gt: Cursor = None, limit: int = 100
     ) -> list[Task]:
         """Top-level tasks of one definition that are not finished yet, by id."""
         return self._page("running_roots_by_name", (name,), gt, limit)
+
+
+_CHILDREN = "by_cause_start"
+"""The index `subtasks` walks: a task's subtasks are the tasks of its cause, by start."""
+
+
+def _child_key(task: Task) -> bytes:
+    """The key of `task` in `_CHILDREN`."""
+    key = INDEXES[_CHILDREN](task)
+    assert key is not None  # every task is in the cause indexes
+    return key
+
+
+@dataclass(slots=True)
+class _Frame:
+    """One level of the `subtasks` walk: the subtasks of `parent` from key `low` on."""
+
+    parent: str
+    low: bytes = b""
+    high: bytes | None = None
+    pending: deque[Task] = field(default_factory=deque)
+    exhausted: bool = False
+
+    def __post_init__(self) -> None:
+        prefix = encode_key((SUBTASK_CAUSE_TYPE, self.parent))
+        self.low = max(self.low, prefix)
+        self.high = prefix_end(prefix)
+
+
+def _check_page(gt: Cursor, limit: int) -> None:
+    """`TypeError` unless `gt` is a cursor and `limit` an int."""
+    if not is_int(limit):
+        raise TypeError(f"limit must be an int, not {type(limit).__name__}")
+    if gt is not None and not isinstance(gt, Task | str):
+        raise TypeError(f"gt must be a Task, a task id or None, not {type(gt).__name__}")
 
 
 def _known(state: str) -> str:

@@ -6,10 +6,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from taskservice import Progress, TaskContext, TaskDefinition, TaskService
+import pytest
+
+from taskservice import Progress, TaskContext, TaskDefinition, TaskService, TaskStateChanged
 from taskservice.actors.live import PROGRESS_INTERVAL
+from taskservice.storage import Durability
 from tests.runtime.conftest import Services
 from tests.runtime.helpers import CountingMetrics, settle, wait_for, wait_for_state
 
@@ -136,3 +140,189 @@ def test_the_last_progress_before_a_pause_is_published(services: Services) -> No
     assert (progress.total, progress.action) == (100, "first half")
     release.set()
     assert run.result(timeout=10) == "resumed"
+
+
+def parent_progress(messages: list[Any], task_id: str) -> list[tuple[float, float]]:
+    """The (current, total) of every published state message of one task, in order."""
+    return [
+        (m.task.progress.current, m.task.progress.total)
+        for m in messages
+        if isinstance(m, TaskStateChanged) and m.task.id == task_id
+    ]
+
+
+@pytest.mark.parametrize("durability", ["durable", "batched", "memory"])
+def test_a_started_subtask_counts_as_zero_of_its_weight(
+    services: Services, durability: Durability
+) -> None:
+    started = threading.Event()
+    report = services.event()
+    reported = threading.Event()
+    finish = services.event()
+
+    def child(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
+        started.set()
+        assert report.wait(10)
+        ctx.progress(1, 2, "half")
+        reported.set()
+        assert finish.wait(10)
+        return "child done"
+
+    child_definition = TaskDefinition("weighted", child)
+
+    def parent(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
+        ctx.progress(1, 4, "own unit")
+        return ctx.run(child_definition, {}, progress_factor=2)
+
+    parent_definition = TaskDefinition("weighs", parent)
+    service = services([parent_definition, child_definition], durability=durability)
+    log, recorder = services.recorder()
+    service.subscribe(recorder, "*")
+    run = service.run(parent_definition, {}, "upload", "u1")
+    assert started.wait(5)
+
+    # Just started, silent: 0 of its weight (1 x 2) beside the parent's own 1 of 4.
+    log.wait(lambda messages: (1.0, 6.0) in parent_progress(messages, run.task))
+    stored = wait_for(progress_where(service, run.task, lambda p: (p.current, p.total) == (1, 6)))
+    assert stored.action == "own unit"
+    assert (1.0, 4.0) in parent_progress(log.snapshot(), run.task)  # before the subtask
+
+    # Its first report (1 of 2) replaces the placeholder: 1 + 1 x 2 of 4 + 2 x 2.
+    report.set()
+    assert reported.wait(5)
+    log.wait(lambda messages: (3.0, 8.0) in parent_progress(messages, run.task))
+    finish.set()
+    assert run.result(timeout=5) == "child done"
+    done = wait_for_state(service, run.task, "done")
+    assert (done.progress.current, done.progress.total) == (8.0, 8.0)
+    # Never more in total than the weights say, never a step back in current.
+    seen = parent_progress(log.snapshot(), run.task)
+    assert all(total <= 8.0 for _, total in seen)
+    currents = [current for current, _ in seen]
+    assert currents == sorted(currents)
+
+
+def test_subtasks_count_from_their_start_in_an_async_parent_and_up_the_tree(
+    services: Services,
+) -> None:
+    started = threading.Event()
+    release = services.event()
+
+    def leaf(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
+        started.set()
+        assert release.wait(10)
+        return "leaf"
+
+    leaf_definition = TaskDefinition("deepLeaf", leaf)
+
+    async def middle(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
+        ctx.progress(1, 1)
+        result: str = await ctx.run(leaf_definition, {}, progress_factor=3)
+        return result
+
+    middle_definition = TaskDefinition("asyncMiddle", middle)
+
+    def top(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
+        ctx.progress(0, 2)
+        return ctx.run(middle_definition, {}, progress_factor=0.5)
+
+    top_definition = TaskDefinition("weighsTree", top)
+    service = services([top_definition, middle_definition, leaf_definition])
+    run = service.run(top_definition, {}, "upload", "u1")
+    assert started.wait(5)
+
+    (middle_task,) = wait_for(lambda: service.view.subtasks(run.task, limit=1))
+    # The middle: own 1/1 plus the silent leaf's 0 of 3.
+    assert wait_for(
+        progress_where(service, middle_task.id, lambda p: (p.current, p.total) == (1, 4))
+    )
+    # The top: own 0/2 plus half of the middle's 1/4.
+    assert wait_for(progress_where(service, run.task, lambda p: (p.current, p.total) == (0.5, 4)))
+    release.set()
+    assert run.result(timeout=5) == "leaf"
+
+
+def test_a_resumed_parent_counts_its_reused_subtasks_in_full_and_only_once(
+    services: Services, tmp_path: Path
+) -> None:
+    release = services.event()
+    gate = services.event()
+    started = [threading.Event(), threading.Event()]
+    attempts: list[int] = []
+
+    def step(props: dict[str, Any], ctx: TaskContext, emit: Any) -> int:
+        ctx.progress(5, 5)
+        return 1
+
+    step_definition = TaskDefinition("doneStep", step)
+
+    def blocked(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
+        started[1 if started[0].is_set() else 0].set()
+        assert release.wait(10)
+
+    blocked_definition = TaskDefinition("blockedStep", blocked)
+
+    def parent(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
+        attempts.append(ctx.attempt)
+        if len(attempts) > 1:
+            assert gate.wait(10)  # resumed: wait for the test's subscriber
+        ctx.run(step_definition, {}, progress_factor=2)
+        ctx.run(blocked_definition, {}, progress_factor=1)
+
+    parent_definition = TaskDefinition("resumes", parent)
+    definitions = [parent_definition, step_definition, blocked_definition]
+    path = tmp_path / "resumed"
+    first = services(definitions, path=path)
+    run = first.run(parent_definition, {}, "upload", "u1")
+    assert started[0].wait(5)
+    # The finished step 5/5 x 2; the silent blocked one 0 of 1.
+    assert wait_for(progress_where(first, run.task, lambda p: (p.current, p.total) == (10, 11)))
+    first.stop(timeout=0.2)  # the attempts are abandoned and stay `running`
+
+    again = services(definitions, path=path)
+    log, recorder = services.recorder()
+    again.subscribe(recorder, "*")
+    wait_for(lambda: len(attempts) == 2)
+    settle(again, recorder)  # the resumed parent's state messages are in
+    resumed = len(log.snapshot())
+    gate.set()
+    assert started[1].wait(5)
+    # Run again from the top: the reused step counts in full from its start, and
+    # the progress stored before the restart is not counted a second time.
+    log.wait(lambda messages: (10.0, 11.0) in parent_progress(messages[resumed:], run.task))
+    assert all(total <= 11 for _, total in parent_progress(log.snapshot(), run.task))
+    release.set()
+    done = wait_for_state(again, run.task, "done")
+    assert (done.progress.current, done.progress.total) == (11, 11)
+
+
+def test_a_subtask_run_twice_counts_once(services: Services) -> None:
+    release = services.event()
+    started = threading.Event()
+
+    def step(props: dict[str, Any], ctx: TaskContext, emit: Any) -> int:
+        ctx.progress(5, 5)
+        return 1
+
+    step_definition = TaskDefinition("doneStep", step)
+
+    def blocked(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
+        started.set()
+        assert release.wait(10)
+
+    blocked_definition = TaskDefinition("blockedStep", blocked)
+
+    def parent(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
+        ctx.run(step_definition, {}, progress_factor=2)
+        ctx.run(step_definition, {}, progress_factor=2)  # the same subtask: reused, counted once
+        ctx.run(blocked_definition, {}, progress_factor=1)
+
+    parent_definition = TaskDefinition("reuses", parent)
+    service = services([parent_definition, step_definition, blocked_definition])
+    run = service.run(parent_definition, {}, "upload", "u1")
+    assert started.wait(5)
+    # The finished step 5/5 x 2, once though asked for twice; the silent blocked one
+    # 0 of 1; the parent reported nothing itself.
+    assert wait_for(progress_where(service, run.task, lambda p: (p.current, p.total) == (10, 11)))
+    release.set()
+    run.result(timeout=5)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from taskservice import TaskContext, TaskDefinition, TaskFailed, TaskNoRetry
+from taskservice import SubtaskFailed, TaskContext, TaskDefinition, TaskFailed, TaskNoRetry
 from taskservice.storage import Durability
 from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, wait_for, wait_for_state
@@ -77,6 +78,13 @@ def test_subtask_cause_root_and_tree(services: Services, durability: Durability)
     assert sorted(t.name for t in children) == ["leaf", "middle"]
     # Another root does not see this tree.
     assert service.view.tasks_by_root("upload", "u2") == []
+    # A task's subtree: depth first, each parent's subtasks in the order they started.
+    leaf_ids = (by_name[("leaf", middle_id)].id, by_name[("leaf", top_id)].id)
+    subtree = [t.id for t in service.view.subtasks(top_id)]
+    assert subtree == [middle_id, *leaf_ids]
+    assert [t.id for t in service.view.tasks_by_root("task_Task", top_id)] == subtree
+    assert [t.id for t in service.view.tasks_by_root("task_Task", middle_id)] == [leaf_ids[0]]
+    assert [t.id for t in service.view.subtasks(top_id, gt=middle_id, limit=1)] == [leaf_ids[0]]
 
 
 def test_same_subtask_twice_in_one_parent_runs_once(services: Services) -> None:
@@ -123,7 +131,7 @@ def test_subtask_failure_is_raised_in_the_parent(services: Services) -> None:
     handled = service.run(parent_definition, {}, "upload", "u1")
     assert handled.result(timeout=5) == "handled"
     assert len(caught) == 1
-    assert isinstance(caught[0], TaskFailed)
+    assert isinstance(caught[0], SubtaskFailed) and isinstance(caught[0], TaskFailed)
     assert "subtask broke" in str(caught[0])
     failed_child = caught[0].task
     assert failed_child is not None and failed_child.state == "failed"
@@ -133,4 +141,9 @@ def test_subtask_failure_is_raised_in_the_parent(services: Services) -> None:
     with pytest.raises(TaskFailed, match="subtask broke"):
         propagated.result(timeout=5)
     parent_task = wait_for_state(service, propagated.task, "failed")
-    assert parent_task.error is not None and parent_task.error.startswith("TaskFailed")
+    # The stored text names the subtask, then its own error.
+    assert parent_task.error is not None
+    assert re.fullmatch(
+        r"SubtaskFailed: subtask \w+ \(broken\) failed: TaskNoRetry: subtask broke",
+        parent_task.error,
+    )

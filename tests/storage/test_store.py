@@ -226,6 +226,8 @@ def view_cases(views: Views, tasks: list[Task]) -> list[tuple[str, ViewCall, lis
                     ),
                 )
             )
+        if ct == SUBTASK_CAUSE_TYPE:
+            continue  # a subtask cause's "root" is its parent's subtree: test_subtree_view.py
         cases.append(
             (
                 f"by_root {ct!r} {c!r}",
