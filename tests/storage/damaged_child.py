@@ -58,13 +58,14 @@ def main() -> None:
                 same,
             )
         )
-        reads.append(
-            (
-                f"root {cause}",
-                lambda ct=cause_type, c=cause: views.tasks_by_root(ct, c, limit=1000),
-                lambda t, ct=cause_type, c=cause: (t.root_type, t.root) == (ct, c),
+        if cause_type != "task_Task":  # for a task, tasks_by_root is its subtree
+            reads.append(
+                (
+                    f"root {cause}",
+                    lambda ct=cause_type, c=cause: views.tasks_by_root(ct, c, limit=1000),
+                    lambda t, ct=cause_type, c=cause: (t.root_type, t.root) == (ct, c),
+                )
             )
-        )
         for state in STATES:
             reads.append(
                 (
