@@ -190,8 +190,11 @@ class PrometheusMetrics(MetricsHooks):
     - the supervisor thread alone calls `task_created`, `task_reused`,
       `attempt_started`, `task_retried`, `task_finished`, `running_changed`
       and `queued`; the trigger bus thread alone calls `triggers_delivered`,
-      `subscriber_error` and `subscribers`. Those write without a lock (one
-      writer each); a scrape reads copies taken while holding the GIL.
+      `subscriber_error` and `subscribers`, and nearly alone
+      `subscriber_dropped` (the thread that tells a callable subscriber drops
+      for it; that is the bus unless the caller tells the ref too). Those
+      write without a lock (one writer each); a scrape reads copies taken
+      while holding the GIL.
     - `progress_update` comes from the threads of the tasks, `commit` from
       whichever thread commits (the LMDB writer, or in memory mode each
       writing thread): each has a lock.
@@ -218,6 +221,7 @@ class PrometheusMetrics(MetricsHooks):
         self._delivered = 0
         self._subscriber_errors = 0
         self._subscribers = 0
+        self._subscriber_dropped = 0
         # Written by many threads, under their lock.
         self._progress_lock = threading.Lock()
         self._progress: _Counts[str] = _Counts()
@@ -279,6 +283,9 @@ class PrometheusMetrics(MetricsHooks):
 
     def subscribers(self, count: int) -> None:
         self._subscribers = count
+
+    def subscriber_dropped(self, count: int) -> None:
+        self._subscriber_dropped += count
 
     def commit(self, seconds: float, batch_size: int) -> None:
         # acquire() and release() in try/finally: half the cost of `with` on CPython 3.11.
@@ -354,6 +361,12 @@ class PrometheusMetrics(MetricsHooks):
             f"{p}subscriber_errors",
             "Dead or failing subscribers dropped.",
             float(self._subscriber_errors),
+            created=once,
+        )
+        yield CounterMetricFamily(
+            f"{p}subscriber_dropped",
+            "Messages dropped because a callable subscriber's queue was full.",
+            float(self._subscriber_dropped),
             created=once,
         )
         yield CounterMetricFamily(
