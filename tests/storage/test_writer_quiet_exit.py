@@ -50,9 +50,10 @@ def test_a_killed_parent_leaves_no_traceback_from_its_writer(tmp_path: Path) -> 
     """SIGKILL a process that owns a store while its writer holds a request; the
     writer's stderr (a file here) stays empty.
 
-    The parent stops its writer (SIGSTOP), asks it for something that needs a
-    reply (a new map size), waits until the request is in the pipe, and is
-    killed; the writer then continues and its reply meets a pipe nobody reads.
+    The parent stops its writer (SIGSTOP, and waits until /proc says it is
+    stopped, so it cannot take the request early), asks it for something that
+    needs a reply (a new map size), waits until the request is in the pipe,
+    and is killed; the writer then continues and its reply meets a pipe nobody reads.
     """
     errors = tmp_path / "stderr"
     script = textwrap.dedent(
@@ -65,6 +66,11 @@ def test_a_killed_parent_leaves_no_traceback_from_its_writer(tmp_path: Path) -> 
         store.put(make_task("first"))
         applier = store._applier
         os.kill(applier.pid, signal.SIGSTOP)
+        def state():
+            with open(f"/proc/{{applier.pid}}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0]
+        while state() != "T":  # stopped for sure: it cannot read the request
+            time.sleep(0.001)
         threading.Thread(target=applier.set_map_size, args=(1 << 26,), daemon=True).start()
         pipe = applier._child.stdin.fileno()
         while struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"0000"))[0] == 0:
