@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from typing import Any, Generic, Literal, TypeVar
 
@@ -19,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from .actors.live import LiveTask, Runtime, new_id, now_ms
 from .actors.reply import Reply, wait_reply
 from .actors.scheduler import Scheduler
+from .actors.subscribers import DEFAULT_MAX_QUEUE, SubscriberPool, SubscriberRef
 from .actors.supervisor import (
     Cancel,
     Drain,
@@ -32,7 +34,6 @@ from .actors.supervisor import (
 )
 from .actors.trigger_bus import (
     Audience,
-    CallbackSubscriber,
     Publish,
     Subscribe,
     TriggerBus,
@@ -277,7 +278,7 @@ class TaskService:
         self._stopped = False
         self._executor_lock = threading.Lock()
         self._executors: dict[str, RemoteExecutor] = {}
-        self._subscribers: dict[int, pykka.ActorRef[Any]] = {}
+        self._subscriber_pool = SubscriberPool(self.metrics)
         store.on_commit = self.metrics.commit
         self.scheduler = Scheduler(f"taskservice-scheduler:{name}")
         self.runtime = Runtime(
@@ -547,16 +548,23 @@ class TaskService:
     # -- subscriptions --------------------------------------------------------
 
     def subscribe(
-        self, subscriber: pykka.ActorRef[Any] | Callable[[Any], object], pattern: str = "*"
+        self,
+        subscriber: pykka.ActorRef[Any] | Callable[[Any], object],
+        pattern: str = "*",
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
     ) -> pykka.ActorRef[Any]:
         """Deliver state messages whose trigger name matches `pattern` (exact or glob).
 
-        `subscriber` is a pykka actor ref, or a callable (wrapped in an actor).
-        Returns the subscribed actor ref (for `unsubscribe`).
+        `subscriber` is a pykka actor ref, or a callable. A callable is run by
+        the service's small pool of subscriber threads, one message at a time
+        and in order; up to `max_queue` messages wait for it, and when more
+        arrive the oldest waiting one is dropped (counted in the returned
+        ref's `dropped`). Returns the subscribed actor ref (for `unsubscribe`).
         """
         if not isinstance(pattern, str):
             raise TypeError(f"pattern must be a str, not {type(pattern).__name__}")
-        ref = self._subscriber_ref(subscriber)
+        ref = self._subscriber_ref(subscriber, max_queue)
         self.bus.ask(Subscribe(ref=ref, pattern=pattern))
         return ref
 
@@ -565,14 +573,21 @@ class TaskService:
         subscriber: pykka.ActorRef[Any] | Callable[[Any], object],
         cause_type: str,
         cause: str,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
     ) -> pykka.ActorRef[Any]:
-        """Deliver every state message of the tasks of one cause."""
-        ref = self._subscriber_ref(subscriber)
+        """Deliver every state message of the tasks of one cause (`max_queue`: as
+        for `subscribe`)."""
+        ref = self._subscriber_ref(subscriber, max_queue)
         self.bus.ask(Subscribe(ref=ref, cause=(cause_type, cause)))
         return ref
 
     def unsubscribe(self, subscriber: pykka.ActorRef[Any], pattern: str | None = None) -> None:
-        """Stop deliveries to a subscriber (or only those of one pattern)."""
+        """Stop deliveries to a subscriber (or only those of one pattern).
+
+        A callable's subscriber ends (after the messages already queued for
+        it) once it has no pattern left: when `pattern` is None.
+        """
         if not isinstance(subscriber, pykka.ActorRef):
             raise TypeError(
                 f"unsubscribe takes the ref subscribe returned, not {type(subscriber).__name__}"
@@ -580,19 +595,18 @@ class TaskService:
         if pattern is not None and not isinstance(pattern, str):
             raise TypeError(f"pattern must be a str or None, not {type(pattern).__name__}")
         self.bus.ask(Unsubscribe(ref=subscriber, pattern=pattern))
-        wrapped = self._subscribers.pop(id(subscriber), None)
-        if wrapped is not None and pattern is None:
-            wrapped.stop(block=False)
+        if isinstance(subscriber, SubscriberRef) and pattern is None:
+            subscriber.stop(block=False)
 
     def _subscriber_ref(
-        self, subscriber: pykka.ActorRef[Any] | Callable[[Any], object]
+        self, subscriber: pykka.ActorRef[Any] | Callable[[Any], object], max_queue: int
     ) -> pykka.ActorRef[Any]:
+        if not int_at_least(max_queue, 1):
+            raise ValueError(f"max_queue must be an int >= 1, not {max_queue!r}")
         if isinstance(subscriber, pykka.ActorRef):
             return subscriber
         if callable(subscriber):
-            ref = CallbackSubscriber.start(subscriber)
-            self._subscribers[id(ref)] = ref
-            return ref
+            return self._subscriber_pool.add(subscriber, max_queue)
         raise TypeError(f"a subscriber is an ActorRef or a callable, not {subscriber!r}")
 
     async def watch(
@@ -735,19 +749,28 @@ class TaskService:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work, let running attempts finish, and close the store.
 
-        Running attempts get `timeout` seconds to end; ones still running are
-        abandoned (their threads are daemon threads) and stay `running` in the
-        store, to be resumed by the next start. Queued and retrying tasks stay
-        stored and are resumed by the next start. Waiting `result()` calls of
-        unfinished tasks raise `ServiceStopped`.
+        `timeout` bounds the whole stop: running attempts, then the messages
+        still queued for subscribers, get what is left of `timeout` seconds.
+        Attempts still running then are abandoned (their threads are daemon
+        threads) and stay `running` in the store, to be resumed by the next
+        start; callable subscribers still busy are abandoned too (their pool's
+        threads are daemon threads) and get nothing more. Queued and retrying
+        tasks stay stored and are resumed by the next start. Waiting `result()`
+        calls of unfinished tasks raise `ServiceStopped`. Last, the store
+        commits what it was handed and closes: that is not cut short.
         """
         if self._stopped:
             return
         self._stopped = True
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         drained: concurrent.futures.Future[None] = concurrent.futures.Future()
         try:
             self.supervisor.tell(Drain(drained))
-            drained.result(timeout)
+            drained.result(left())
         except (concurrent.futures.TimeoutError, pykka.ActorDeadError):
             log.warning("task service %r: running attempts abandoned at stop", self.name)
         self.scheduler.stop()
@@ -758,15 +781,16 @@ class TaskService:
                 log.exception("shutting down an executor failed")
         if self.metrics_server is not None:
             self.metrics_server.close()
-        try:
-            self.store.flush(timeout)
-        except Exception:
-            log.exception("flushing the store at stop failed")
-        refs: list[pykka.ActorRef[Any]] = [self.supervisor, self.bus, *self._subscribers.values()]
-        for ref in refs:
+        if left() > 0:  # else `close` below commits what is pending, without the bound
+            try:
+                self.store.flush(left())
+            except Exception:
+                log.exception("flushing the store at stop failed")
+        for ref in (self.supervisor, self.bus):
             with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
-                ref.stop(timeout=timeout)
-        self._subscribers.clear()
+                ref.stop(timeout=left())
+        if not self._subscriber_pool.close(left()):
+            log.warning("task service %r: subscribers still busy abandoned at stop", self.name)
         self.store.close()
         with TaskService._registry_lock:
             if TaskService._services.get(self.name) is self:

@@ -1,11 +1,14 @@
-"""The trigger bus: delivers state messages to subscriber actors."""
+"""The trigger bus: delivers state messages to subscriber actors.
+
+Callable subscribers are not actors of their own: `subscribers.SubscriberPool`
+serves them, behind refs the bus tells like any other.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import logging
 import re
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -17,7 +20,6 @@ from .pool import FastActor
 
 __all__ = [
     "Audience",
-    "CallbackSubscriber",
     "Publish",
     "PublishEvent",
     "Subscribe",
@@ -218,20 +220,3 @@ class TriggerBus(FastActor):
     def _subscriptions_changed(self) -> None:
         self.audience.count = len(self._subscriptions)
         self._metrics.subscribers(len(self._subscriptions))
-
-
-class CallbackSubscriber(FastActor):
-    """Wraps a callable as a subscriber actor: it is called with each message.
-
-    If the callable raises, the actor stops and the bus drops it.
-    """
-
-    use_daemon_thread = True
-
-    def __init__(self, callback: Callable[[Any], object]) -> None:
-        super().__init__()
-        self._callback = callback
-
-    def on_receive(self, message: Any) -> Any:
-        self._callback(message)
-        return None

@@ -6,6 +6,9 @@ demand and kept while idle; subtasks may start extra ones), relays
 progress, emits and subtask requests to the service, and waits for the
 outcome. When the task is cancelled or the attempt times out, the worker is
 killed (the attempt is really stopped) and replaced on the next demand.
+
+A worker never outlives the service: if the service's process dies, its
+workers kill themselves and their process groups at once (`lifeline`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .attempt import (
     run_subtask,
     start_message,
 )
+from .lifeline import kill_worker_group
 from .protocol import (
     Done,
     EmitEvent,
@@ -51,7 +55,9 @@ class _Worker:
         self.conn = conn
 
     def kill(self) -> None:
-        self.process.kill()
+        """Kill the worker and what its task code started in its process group."""
+        if self.process.exitcode is not None or not kill_worker_group(self.process.pid):
+            self.process.kill()
         self.process.join(5)
         self.conn.close()
 
@@ -106,7 +112,10 @@ class ProcessExecutor:
         try:
             parent, child = self._mp.Pipe(duplex=True)
             process = self._mp.Process(
-                target=worker_main, args=(child,), name="taskservice-worker", daemon=True
+                target=worker_main,
+                args=(child, os.getpid()),
+                name="taskservice-worker",
+                daemon=True,
             )
             process.start()
             child.close()

@@ -3,7 +3,9 @@
 The worker imports `execute` by reference, builds a `WorkerContext` with the
 same calls as `TaskContext` (progress, subtasks, cancellation, emit), runs the
 attempt and reports the outcome. A reader thread takes cancel signals and
-subtask replies while the main thread is busy in the task's code.
+subtask replies while the main thread is busy in the task's code; when the
+pipe ends (the service is gone) it kills the worker's process group at once
+(`lifeline`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import msgspec
 from ..definition import SubtaskFailed, TaskCancelled, TaskFailed, TaskNoRetry
 from ..values import MAX_STACK_CHARS, error_text, storable_text
 from .attempt import error_kind
+from .lifeline import bind_to_service, end_own_group
 from .protocol import (
     Cancel,
     Done,
@@ -62,6 +65,10 @@ class _Channel:
             try:
                 message = decode_to_worker(self.conn.recv_bytes())
             except (EOFError, OSError):
+                # Only the service holds the other end: it is gone (or killing
+                # this worker). Nobody would get the outcome, and a restarted
+                # service may run the task again: stop the attempt now.
+                end_own_group()
                 self.starts.put(None)
                 return
             if isinstance(message, Start):
@@ -237,8 +244,13 @@ def _failure(error: BaseException) -> Done:
     )
 
 
-def worker_main(conn: Connection) -> None:
-    """Entry point of a worker process: serve attempts until the pipe closes."""
+def worker_main(conn: Connection, service_pid: int | None = None) -> None:
+    """Entry point of a worker process: serve attempts until the pipe closes.
+
+    `service_pid` is the service's process: the worker dies with it (`lifeline`).
+    """
+    if service_pid is not None:
+        bind_to_service(service_pid)
     channel = _Channel(conn)
     while True:
         start = channel.starts.get()

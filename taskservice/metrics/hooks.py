@@ -48,5 +48,8 @@ class MetricsHooks:
     def subscribers(self, count: int) -> None:
         """The number of subscriptions is now `count`."""
 
+    def subscriber_dropped(self, count: int) -> None:
+        """`count` messages were dropped: a callable subscriber's queue was full."""
+
     def commit(self, seconds: float, batch_size: int) -> None:
         """The store committed a batch of `batch_size` tasks in `seconds`."""

@@ -7,8 +7,10 @@ in that registry. The hot path never touches `prometheus_client`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import socket
 import threading
 import time
 from bisect import bisect_left
@@ -188,8 +190,11 @@ class PrometheusMetrics(MetricsHooks):
     - the supervisor thread alone calls `task_created`, `task_reused`,
       `attempt_started`, `task_retried`, `task_finished`, `running_changed`
       and `queued`; the trigger bus thread alone calls `triggers_delivered`,
-      `subscriber_error` and `subscribers`. Those write without a lock (one
-      writer each); a scrape reads copies taken while holding the GIL.
+      `subscriber_error` and `subscribers`, and nearly alone
+      `subscriber_dropped` (the thread that tells a callable subscriber drops
+      for it; that is the bus unless the caller tells the ref too). Those
+      write without a lock (one writer each); a scrape reads copies taken
+      while holding the GIL.
     - `progress_update` comes from the threads of the tasks, `commit` from
       whichever thread commits (the LMDB writer, or in memory mode each
       writing thread): each has a lock.
@@ -216,6 +221,7 @@ class PrometheusMetrics(MetricsHooks):
         self._delivered = 0
         self._subscriber_errors = 0
         self._subscribers = 0
+        self._subscriber_dropped = 0
         # Written by many threads, under their lock.
         self._progress_lock = threading.Lock()
         self._progress: _Counts[str] = _Counts()
@@ -277,6 +283,9 @@ class PrometheusMetrics(MetricsHooks):
 
     def subscribers(self, count: int) -> None:
         self._subscribers = count
+
+    def subscriber_dropped(self, count: int) -> None:
+        self._subscriber_dropped += count
 
     def commit(self, seconds: float, batch_size: int) -> None:
         # acquire() and release() in try/finally: half the cost of `with` on CPython 3.11.
@@ -352,6 +361,12 @@ class PrometheusMetrics(MetricsHooks):
             f"{p}subscriber_errors",
             "Dead or failing subscribers dropped.",
             float(self._subscriber_errors),
+            created=once,
+        )
+        yield CounterMetricFamily(
+            f"{p}subscriber_dropped",
+            "Messages dropped because a callable subscriber's queue was full.",
+            float(self._subscriber_dropped),
             created=once,
         )
         yield CounterMetricFamily(
@@ -496,7 +511,16 @@ class MetricsServer:
         """The bound port (useful when 0 asked for a free one)."""
 
     def close(self) -> None:
-        """Stop serving and release the port."""
+        """Stop serving and release the port, at once.
+
+        The serving loop (`serve_forever`) looks at its stop flag only when
+        its `select` returns, which without traffic is every 0.5 s: shutting
+        the listening socket down first makes the `select` return now (a
+        listening socket that is shut down reads as ready; its `accept`
+        fails and the loop sees the flag).
+        """
+        with contextlib.suppress(OSError):
+            self._server.socket.shutdown(socket.SHUT_RDWR)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

@@ -18,11 +18,19 @@ Requests: `["w", [[key, record, [[db, key], ...] deletes, [[db, key], ...] puts]
 (a write transaction) or `["m", size]` (set the map size). Replies:
 `["ok", ""]`, `["full", message]` (the map is full: nothing was written),
 `["error", message]`.
+
+Exit codes: 0 when its input ends (the parent closed it, or died while
+this process waited for a frame); `EXIT_PARENT_GONE` (3) when it finds its
+parent gone in the middle of a request (a reply that cannot be delivered, or
+a new parent before a commit). Either way it ends quietly: no traceback on
+the stderr it shares with the service. It ignores SIGINT (a Ctrl-C in a
+terminal reaches the whole process group): the parent decides when it ends.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import sys
 from collections.abc import Sequence
@@ -32,6 +40,10 @@ import lmdb
 import msgspec
 
 _HEADER = struct.Struct("<I")
+
+EXIT_PARENT_GONE = 3
+"""The exit code when the parent was found gone in the middle of a request."""
+
 
 FAULT_ENV = "TASKSERVICE_WRITER_FAULT"
 """For fault tests: the path of a file. While it exists and holds the name of a
@@ -84,10 +96,10 @@ def apply(txn: Any, tasks: Any, indexes: Sequence[Any], items: Sequence[Any]) ->
         txn.put(key, record, db=tasks)
 
 
-def serve(path: str, map_size: int, names: list[str], durable: bool, parent: int) -> None:
-    """Apply frames from stdin until it ends (the parent closed it, or died)."""
+def serve(path: str, map_size: int, names: list[str], durable: bool, parent: int) -> int:
+    """Apply frames from stdin until it ends (the parent closed it, or died); the exit code."""
     if os.getppid() != parent:
-        return
+        return EXIT_PARENT_GONE
     env = lmdb.open(
         path,
         map_size=map_size,
@@ -104,7 +116,7 @@ def serve(path: str, map_size: int, names: list[str], durable: bool, parent: int
     while True:
         payload = read_frame(source)
         if payload is None:
-            return
+            return 0
         request: list[Any] = decoder.decode(payload)
         try:
             if request[0] == "m":
@@ -120,7 +132,7 @@ def serve(path: str, map_size: int, names: list[str], durable: bool, parent: int
                 _fault_point("after_apply")
                 if os.getppid() != parent:
                     txn.abort()  # the parent is gone: nobody waits for this commit
-                    return
+                    return EXIT_PARENT_GONE
                 txn.commit()
                 _fault_point("after_commit")
             reply = ["ok", ""]
@@ -128,14 +140,32 @@ def serve(path: str, map_size: int, names: list[str], durable: bool, parent: int
             reply = ["full", str(error)]
         except lmdb.Error as error:
             reply = ["error", f"{type(error).__name__}: {error}"]
-        write_frame(sink, encoder.encode(reply))
+        try:
+            write_frame(sink, encoder.encode(reply))
+        except OSError:  # BrokenPipeError: the parent died after sending the request
+            _silence_stdout()
+            return EXIT_PARENT_GONE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: the unsent reply left in its buffer is not flushed
+    (and reported as a `BrokenPipeError`) when the interpreter exits."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Serve with the command line `path map_size names durability parent_pid`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return serve(
+        path=argv[0],
+        map_size=int(argv[1]),
+        names=argv[2].split(","),
+        durable=argv[3] == "durable",
+        parent=int(argv[4]),
+    )
 
 
 if __name__ == "__main__":
-    serve(
-        path=sys.argv[1],
-        map_size=int(sys.argv[2]),
-        names=sys.argv[3].split(","),
-        durable=sys.argv[4] == "durable",
-        parent=int(sys.argv[5]),
-    )
+    sys.exit(main(sys.argv[1:]))

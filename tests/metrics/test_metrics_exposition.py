@@ -64,6 +64,11 @@ class Reference(MetricsHooks):
         self.errors = Counter(
             f"{P}subscriber_errors", "Dead or failing subscribers dropped.", registry=r
         )
+        self.dropped = Counter(
+            f"{P}subscriber_dropped",
+            "Messages dropped because a callable subscriber's queue was full.",
+            registry=r,
+        )
         self.commits = Counter(f"{P}storage_commits", "Store commits.", registry=r)
         self.running = Gauge(f"{P}tasks_running", "Attempts running now.", ["task"], registry=r)
         self.queued_ = Gauge(f"{P}tasks_queued", "Tasks waiting for a slot.", registry=r)
@@ -128,6 +133,9 @@ class Reference(MetricsHooks):
     def subscriber_error(self) -> None:
         self.errors.inc()
 
+    def subscriber_dropped(self, count: int) -> None:
+        self.dropped.inc(count)
+
     def subscribers(self, count: int) -> None:
         self.subscribers_.set(count)
 
@@ -167,6 +175,7 @@ def hook_calls(seed: int, count: int) -> list[tuple[str, tuple[Any, ...]]]:
                     ("progress_update", (name,)),
                     ("triggers_delivered", (number,)),
                     ("subscriber_error", ()),
+                    ("subscriber_dropped", (number,)),
                     ("subscribers", (number,)),
                     ("commit", (value / 1000, batch)),
                 ]
@@ -197,7 +206,7 @@ def test_a_fresh_registry_exposes_what_prometheus_client_did() -> None:
     assert without_created_values(ours) == without_created_values(theirs)
     assert f"{P}tasks_queued 0.0" in ours
     families = {family.name for family in text_string_to_metric_families(ours)}
-    assert len(families) == 17 + 5  # counters' `_created` are families of their own in 0.0.4
+    assert len(families) == 18 + 6  # counters' `_created` are families of their own in 0.0.4
 
 
 @pytest.mark.parametrize("seed", range(4))

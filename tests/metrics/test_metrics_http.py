@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -120,6 +121,34 @@ def test_stop_releases_the_port(start_service: StartService) -> None:
     )
     samples = parse_samples(scrape(port))
     assert samples[key(f"{P}task_attempts_total", task="job")] == 1.0
+
+
+def test_stop_with_the_endpoint_is_quick(start_service: StartService) -> None:
+    """The serving loop is woken, not left to notice the stop at its next 0.5 s poll."""
+    durations: list[float] = []
+    for _ in range(3):
+        service = start_service(metrics_port=0)
+        port = endpoint_port(service)
+        assert f"{P}tasks_queued 0.0" in scrape(port)  # the loop is serving
+        began = time.perf_counter()
+        service.stop()
+        durations.append(time.perf_counter() - began)
+        with pytest.raises(urllib.error.URLError):
+            scrape(port)
+    # The median of three: one stop slowed by a busy machine does not decide it.
+    assert sorted(durations)[1] < 0.3, durations
+
+
+def test_the_endpoint_closes_while_a_scrape_is_in_flight(start_service: StartService) -> None:
+    service = start_service(metrics_port=0)
+    port = endpoint_port(service)
+    # A client that connected and sent nothing: its handler thread waits on it.
+    with socket.create_connection(("127.0.0.1", port), timeout=10):
+        began = time.perf_counter()
+        service.stop()
+        assert time.perf_counter() - began < 0.3
+    with pytest.raises(urllib.error.URLError):
+        scrape(port)
 
 
 def test_two_services_serve_separate_endpoints(start_service: StartService) -> None:
