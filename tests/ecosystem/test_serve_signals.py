@@ -26,6 +26,8 @@ from taskservice.model import Task, props_hash
 from taskservice.stop_signals import StopSignals
 from taskservice.storage import LmdbStore
 
+from .conftest import writers_of
+
 MARKERS = {
     "spawn": None,
     "starting": "taskservice: starting service",
@@ -52,25 +54,6 @@ class Outcome:
     err: str
     leftovers: list[int]
     data: Path
-
-
-def writers_of(data: Path) -> list[int]:
-    """Live LMDB writer processes of the store at `data` (zombies have no command line)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as file:
-                cmdline = file.read()
-        except OSError:
-            continue
-        arguments = cmdline.split(b"\0")
-        if any(arg.endswith(b"writer_process.py") for arg in arguments) and (
-            str(data).encode() in arguments
-        ):
-            found.append(int(entry))
-    return found
 
 
 def seed(data: Path) -> None:
