@@ -39,7 +39,7 @@ def boom(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
     return "ok"
 
 
-BOOM = TaskDefinition("resizeImageToAVeryLongThumbnailName", boom, max_retries=1)
+BOOM = TaskDefinition("resize[/x]ImageToAVeryLongThumbnailName", boom, max_retries=1)
 
 
 @pytest.fixture
@@ -158,6 +158,18 @@ def test_show_takes_a_unique_id_prefix_or_a_shortened_id(
     assert "is ambiguous" in ambiguous.stderr and ids[0] in ambiguous.stderr
     missing = taskservice("show", "ffff", "--data", str(path))
     assert missing.returncode == 1 and "no task 'ffff'" in missing.stderr
+
+
+def test_watch_with_rich_shows_markup_in_names_literally(
+    markup_store: tuple[Path, list[str]],
+) -> None:
+    path, _ = markup_store
+    watched = taskservice(
+        "watch", "--data", str(path), "--cause", f"upload:{MARKUP_CAUSE}", "--until-done",
+        plain=False, columns=120,
+    )  # fmt: skip
+    assert watched.returncode == 0, watched.stderr
+    assert watched.stdout.count("resize[/x]ImageToAVeryLongThumbnailName") >= 3
 
 
 # -- 13: help, version, global options -----------------------------------------
