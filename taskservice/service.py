@@ -591,12 +591,13 @@ class TaskService:
         every task seen is terminal (at once if the snapshot is already all
         terminal).
 
-        A cause with no task yet is waited for: the iterator yields the first
-        task's changes once it is started (so a stream opened before the run
-        misses nothing). `first_task_timeout` (seconds; None: wait for ever)
-        bounds that wait: if no task of the cause appears within it, the
-        iterator raises `TimeoutError`. It does not bound anything after the
-        first task.
+        A cause with no task yet is waited for: the iterator goes on with the
+        `TaskStateChanged` messages of the cause's first task from its
+        creation (a stream opened before the `run` misses nothing).
+        `first_task_timeout` (seconds; None: wait for ever) bounds that wait:
+        if no task of the cause appears within it, the iterator raises
+        `TimeoutError`. It bounds nothing after the first task. A negative
+        `first_task_timeout` raises `ValueError` (at the first iteration).
         """
         if first_task_timeout is not None and not first_task_timeout >= 0:
             raise ValueError(f"first_task_timeout must be >= 0 or None, not {first_task_timeout!r}")
