@@ -610,16 +610,33 @@ class TaskService:
         raise TypeError(f"a subscriber is an ActorRef or a callable, not {subscriber!r}")
 
     async def watch(
-        self, cause_type: str, cause: str, *, until_done: bool = True
+        self,
+        cause_type: str,
+        cause: str,
+        *,
+        until_done: bool = True,
+        first_task_timeout: float | None = None,
     ) -> AsyncIterator[Task | TaskStateChanged]:
         """Follow one cause from asyncio: first its tasks, then every change.
 
         Yields each stored task of the cause (a consistent snapshot), then a
         `TaskStateChanged` for every state or progress change after it, in
-        order per task. With `until_done`, ends once every task seen is
-        terminal (immediately if the snapshot is already all terminal).
+        order per task. With `until_done`, ends once the cause has tasks and
+        every task seen is terminal (at once if the snapshot is already all
+        terminal).
+
+        A cause with no task yet is waited for: the iterator goes on with the
+        `TaskStateChanged` messages of the cause's first task from its
+        creation (a stream opened before the `run` misses nothing).
+        `first_task_timeout` (seconds; None: wait for ever) bounds that wait:
+        if no task of the cause appears within it, the iterator raises
+        `TimeoutError`. It bounds nothing after the first task. A negative
+        `first_task_timeout` raises `ValueError` (at the first iteration).
         """
+        if first_task_timeout is not None and not first_task_timeout >= 0:
+            raise ValueError(f"first_task_timeout must be >= 0 or None, not {first_task_timeout!r}")
         loop = asyncio.get_running_loop()
+        deadline = None if first_task_timeout is None else loop.time() + first_task_timeout
         changes: asyncio.Queue[TaskStateChanged] = asyncio.Queue()
 
         def deliver(message: Any) -> None:
@@ -639,10 +656,21 @@ class TaskService:
                 )
 
             def finished() -> bool:
-                return until_done and all(task.is_terminal for task in seen.values())
+                return until_done and bool(seen) and all(task.is_terminal for task in seen.values())
 
             while not finished():
-                message = await changes.get()
+                if seen or deadline is None:
+                    message = await changes.get()
+                else:
+                    try:
+                        message = await asyncio.wait_for(
+                            changes.get(), max(0.0, deadline - loop.time())
+                        )
+                    except TimeoutError:
+                        raise TimeoutError(
+                            f"no task of cause {cause_type}:{cause} appeared within "
+                            f"{first_task_timeout:g} s"
+                        ) from None
                 held = seen.get(message.task.id)
                 if held is not None and held.version >= message.task.version:
                     continue  # already in the snapshot

@@ -98,6 +98,12 @@ class LmdbStore(TaskStore):
         if not readonly:
             _make_private_dir(self.path)
         self._owner_lock = _take_owner_lock(self.path) if exclusive else None
+        # Readers of a live store must register in its lock file, or the
+        # writer may reuse pages they are reading. A directory without
+        # lock.mdb has never been opened for writing (a snapshot, a copied
+        # data.mdb): nothing writes to it, so a read-only open takes no lock
+        # and leaves the directory as it found it (it may even be read-only).
+        locked = not readonly or os.path.exists(os.path.join(self.path, "lock.mdb"))
         try:
             # Before LMDB maps the file: a file cut short would crash the process
             # (SIGBUS), one emptied would open as a new store.
@@ -117,7 +123,7 @@ class LmdbStore(TaskStore):
                 metasync=durability == "durable",
                 readonly=readonly,
                 mode=0o600,
-                lock=True,
+                lock=locked,
             )
         except lmdb.Error as error:
             if self._owner_lock is not None:

@@ -179,3 +179,47 @@ def test_awaiting_a_failed_run_raises_task_failed(start_service: StartService) -
 
     with pytest.raises(TaskFailed, match="broken"):
         asyncio.run(main())
+
+
+def test_watch_of_an_empty_cause_waits_for_its_first_task(start_service: StartService) -> None:
+    service = start_service([DOUBLE])
+
+    async def main() -> list[Task | TaskStateChanged]:
+        seen: list[Task | TaskStateChanged] = []
+        watching = service.watch("upload", "later", first_task_timeout=20)
+        # The first item is awaited before the run exists: the stream must
+        # wait for it rather than end on the empty snapshot.
+        first = asyncio.ensure_future(anext(watching))
+        await asyncio.sleep(0)  # let the watch subscribe and read its empty snapshot
+        assert not first.done()
+        run = await service.run_async(DOUBLE, {"n": 4}, "upload", "later")
+        seen.append(await first)
+        seen.extend([item async for item in watching])
+        assert await run == 8
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(main(), 20))
+    assert all(isinstance(item, TaskStateChanged) for item in seen)
+    assert seen[-1].task.state == "done"  # type: ignore[union-attr]
+
+
+def test_watch_of_a_cause_that_never_gets_a_task_times_out(start_service: StartService) -> None:
+    service = start_service([DOUBLE])
+
+    async def main() -> list[Any]:
+        return [item async for item in service.watch("upload", "typo", first_task_timeout=0.2)]
+
+    with pytest.raises(TimeoutError, match=r"no task of cause upload:typo appeared within 0\.2 s"):
+        asyncio.run(asyncio.wait_for(main(), 10))
+    # The watch unsubscribed on the way out.
+    assert service.metrics_registry.get_sample_value("taskservice_subscribers") == 0
+
+
+def test_watch_refuses_a_negative_first_task_timeout(start_service: StartService) -> None:
+    service = start_service([DOUBLE])
+
+    async def main() -> list[Any]:
+        return [item async for item in service.watch("upload", "x", first_task_timeout=-1)]
+
+    with pytest.raises(ValueError, match="first_task_timeout must be >= 0"):
+        asyncio.run(main())

@@ -17,21 +17,7 @@ from taskservice import TaskContext, TaskDefinition, TaskService
 from taskservice.model import Task, props_hash
 from taskservice.storage import LmdbStore
 
-
-def taskservice(
-    *args: str, plain: bool = True, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    if plain:
-        env["TASKSERVICE_PLAIN"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "taskservice", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=cwd,
-    )
+from .conftest import taskservice
 
 
 def flaky(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
@@ -174,6 +160,8 @@ def test_serve_recovers_work_serves_metrics_and_stops_on_sigterm(tmp_path: Path)
     )  # fmt: skip
     try:
         assert server.stdout is not None
+        starting = server.stdout.readline()
+        assert starting.startswith("taskservice: starting service 'tasks'"), starting
         banner = server.stdout.readline()
         assert "taskservice serving greet" in banner, banner + server.stderr.read()
         url = banner.rsplit("metrics on ", 1)[1].strip()
