@@ -237,3 +237,42 @@ def test_repair_refuses_a_store_a_service_holds(
     finally:
         holder.communicate("", timeout=30)
     assert holder.returncode == 0
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskservice", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TASKSERVICE_PLAIN": "1"},
+    )
+
+
+def test_the_check_command_reports_and_repairs(
+    real_store: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store, _ = real_store
+    copy = copy_of(store, tmp_path / "copy")
+    sound = run_cli("check", "--data", str(copy))
+    assert sound.returncode == 0, sound.stderr
+    assert sound.stdout.strip().endswith("ok")
+    opened = LmdbStore(copy, writer="thread")
+    try:
+        victim = next(iter(opened.iter_tasks()))
+        with opened.env.begin(write=True) as txn:
+            raw = bytearray(txn.get(victim.id.encode(), db=opened._tasks))
+            raw[-2] ^= 0x01
+            txn.put(victim.id.encode(), bytes(raw), db=opened._tasks)
+    finally:
+        opened.close()
+    damaged = run_cli("check", "--data", str(copy))
+    assert damaged.returncode == 1
+    assert f"bad record {victim.id}: checksum mismatch" in damaged.stdout
+    assert "DAMAGED" in damaged.stdout
+    repaired = run_cli("check", "--data", str(copy), "--repair")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "1 record(s) in quarantine" in repaired.stdout
+    assert run_cli("check", "--data", str(copy)).returncode == 0
+    missing = run_cli("check", "--data", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "no task store" in missing.stderr
