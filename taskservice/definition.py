@@ -85,7 +85,7 @@ class TaskDefinition(Generic[P, R]):
 
     `execute(props, ctx, emit)` does the work and returns the result (anything
     msgspec can encode). `max_retries` is the number of attempts in total, as
-    in the seed. `retry_delay(n)` gives the ms to wait after the (n+1)-th
+    in `@live-change/task-service`. `retry_delay(n)` gives the ms to wait after the (n+1)-th
     failure. `expire` (ms) bounds how old a task may be to be reused by hash;
     None reuses regardless of age. `fallback(props, ctx, error)` produces a
     result after the last attempt failed; `cleanup(props, ctx)` runs after

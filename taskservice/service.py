@@ -901,7 +901,7 @@ def _task_run(outcome: RunOutcome, definition: TaskDefinition[Any, Any]) -> Task
 
 
 class _TaskApi:
-    """The seed's exported `task` API: `task.run(definition, props, cause_type, cause, ...)`."""
+    """The exported `task` API of `@live-change/task-service`: `task.run(definition, props, cause_type, cause, ...)`."""
 
     def run(
         self,
@@ -919,4 +919,4 @@ class _TaskApi:
 
 
 task = _TaskApi()
-"""Module-level task API of the seed, bound to the started service."""
+"""The module-level task API of `@live-change/task-service`, bound to the started service."""

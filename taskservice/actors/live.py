@@ -32,7 +32,7 @@ __all__ = ["PROGRESS_INTERVAL", "LiveTask", "Runtime", "log_unwritten", "new_id"
 log = logging.getLogger("taskservice.supervisor")
 
 PROGRESS_INTERVAL = 0.4
-"""Seconds between two stored/published progress updates of one task (the seed's throttle)."""
+"""Seconds between two stored/published progress updates of one task (the original's throttle)."""
 
 
 def log_unwritten(error: BaseException | None) -> None:

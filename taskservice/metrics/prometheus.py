@@ -178,7 +178,7 @@ def _created_series() -> bool:
 
 
 class PrometheusMetrics(MetricsHooks):
-    """Counters, gauges and histograms of DESIGN.md, prefixed `taskservice_`.
+    """The service's counters, gauges and histograms, prefixed `taskservice_`.
 
     Each instance has its own `CollectorRegistry` (`.registry`), so several
     services in one process never collide. No task ids or causes in labels:
