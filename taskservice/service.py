@@ -901,7 +901,8 @@ def _task_run(outcome: RunOutcome, definition: TaskDefinition[Any, Any]) -> Task
 
 
 class _TaskApi:
-    """The exported `task` API of `@live-change/task-service`: `task.run(definition, props, cause_type, cause, ...)`."""
+    """The exported `task` API of `@live-change/task-service`:
+    `task.run(definition, props, cause_type, cause, ...)`."""
 
     def run(
         self,
