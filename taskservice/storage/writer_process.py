@@ -50,23 +50,26 @@ FAULT_ENV = "TASKSERVICE_WRITER_FAULT"
 step, this process SIGKILLs itself at that step of its next write transaction
 (removing the file first, so the writer started next does not die again):
 `before_apply`, `after_apply` (nothing is committed) or `after_commit`
-(committed, and fsynced in durable mode, but not answered)."""
+(committed, and fsynced in durable mode, but not answered). `parent:STEP`
+SIGKILLs the service's process at that step instead."""
 
 _fault_file = os.environ.get(FAULT_ENV)
 
 
-def _fault_point(step: str) -> None:
-    """Die here if a fault test armed this step (see `FAULT_ENV`)."""
+def _fault_point(step: str, parent: int) -> None:
+    """Kill this process, or the parent, here if a fault test armed this step
+    (see `FAULT_ENV`)."""
     if _fault_file is None:
         return
     try:
         with open(_fault_file) as armed:
-            if armed.read().strip() != step:
-                return
+            wanted = armed.read().strip()
+        if wanted not in (step, f"parent:{step}"):
+            return
         os.remove(_fault_file)
     except OSError:
         return  # not armed, or already used
-    os.kill(os.getpid(), 9)
+    os.kill(parent if wanted.startswith("parent:") else os.getpid(), 9)
 
 
 def read_frame(stream: IO[bytes]) -> bytes | None:
@@ -122,19 +125,19 @@ def serve(path: str, map_size: int, names: list[str], durable: bool, parent: int
             if request[0] == "m":
                 env.set_mapsize(int(request[1]))
             else:
-                _fault_point("before_apply")
+                _fault_point("before_apply", parent)
                 txn = env.begin(write=True)
                 try:
                     apply(txn, tasks, dbs, request[1])
                 except BaseException:
                     txn.abort()
                     raise
-                _fault_point("after_apply")
+                _fault_point("after_apply", parent)
                 if os.getppid() != parent:
                     txn.abort()  # the parent is gone: nobody waits for this commit
                     return EXIT_PARENT_GONE
                 txn.commit()
-                _fault_point("after_commit")
+                _fault_point("after_commit", parent)
             reply = ["ok", ""]
         except lmdb.MapFullError as error:
             reply = ["full", str(error)]

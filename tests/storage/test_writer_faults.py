@@ -8,6 +8,7 @@ writer started next runs normally).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -147,3 +148,59 @@ def test_the_fault_hook_does_nothing_unless_armed(tmp_path: Path, armed: Any) ->
         assert store._applier.pid == pid
     finally:
         store.close()
+
+
+CHILD = Path(__file__).with_name("service_kill_child.py")
+
+
+@pytest.mark.parametrize("durability", ["durable", "batched"])
+@pytest.mark.parametrize("step", STEPS)
+def test_a_service_killed_at_each_step_of_a_commit_loses_nothing_acknowledged(
+    tmp_path: Path, step: str, durability: str
+) -> None:
+    import subprocess
+
+    flag = tmp_path / "kill-service"
+    store_path = tmp_path / "s"
+    child = subprocess.run(
+        [sys.executable, str(CHILD), str(store_path), durability, str(flag), step],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, FAULT_ENV: str(flag)},
+    )
+    assert child.returncode == -9, (child.returncode, child.stdout[-500:], child.stderr[-2000:])
+    assert not flag.exists(), "the fault did not fire"
+    acknowledged = [line.split()[1] for line in child.stdout.splitlines() if line[:2] == "A "]
+    finished = [line.split()[1] for line in child.stdout.splitlines() if line[:2] == "D "]
+    assert len(finished) >= 20
+    # Every acknowledged task (durable) or every finished one (batched: up to
+    # batch_ms of acknowledged changes may be lost with the process) is stored,
+    # and the restarted service takes each stored one to its end.
+    must_exist = acknowledged if durability == "durable" else finished
+    with TaskService.start(store_path, [ECHO], name=f"restarted-{step}") as service:
+        for task_id in must_exist:
+            wait_for_done(service, task_id)
+        unfinished = [
+            task
+            for state in ("created", "running", "retrying")
+            for task in service.view.tasks_by_state(state, limit=10_000)
+        ]
+        for task in unfinished:
+            wait_for_done(service, task.id)
+    store = LmdbStore(store_path, "durable", writer="thread")
+    try:
+        tasks = assert_indexes_consistent(store)
+        assert {t.state for t in tasks} == {"done"}
+        assert {t.id for t in tasks} >= set(must_exist)
+    finally:
+        store.close()
+
+
+def wait_for_done(service: TaskService, task_id: str) -> None:
+    from tests.runtime.helpers import wait_for
+
+    wait_for(
+        lambda: (task := service.view.task(task_id)) is not None and task.state == "done",
+        timeout=30,
+    )
