@@ -31,7 +31,8 @@ from .model import (
     TaskEmitted,
     TaskStateChanged,
 )
-from .service import TaskRun, TaskService, task
+from .runs import TaskRun
+from .service import TaskService, task
 from .storage import SchemaMismatch, StoreError, StoreFull, StoreIOError
 
 __all__ = [

@@ -3,18 +3,68 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
-from .definition import SubtaskFailed, TaskCancelled, TaskDefinition, TaskFailed
-from .model import SUBTASK_CAUSE_TYPE, Task
+from .errors import SubtaskFailed, TaskCancelled, TaskFailed
+from .model import Task
+from .runs import Pending, TaskRun
 
-if TYPE_CHECKING:
-    from .actors.live import LiveTask
-    from .service import TaskRun
-
-__all__ = ["TaskContext", "TaskHandle"]
+__all__ = ["Attempt", "Definition", "TaskContext", "TaskHandle"]
 
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class Definition(Protocol[R_co]):
+    """What `ctx.run` needs of a definition (a `TaskDefinition` is one): its name,
+    and how its stored result becomes what callers get."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def result_converter(self) -> Callable[[Any], R_co] | None: ...
+
+
+class Attempt(Protocol):
+    """What a context needs of the task it runs for: the runtime gives its live task.
+
+    A narrow interface, so that task code's view of the service goes through
+    the runtime, never up to the service itself.
+    """
+
+    @property
+    def task(self) -> Task: ...
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    def report_progress(
+        self, current: float, total: float, action: str | None, extra: dict[str, Any]
+    ) -> None: ...
+
+    def start_subtask(
+        self,
+        definition: Definition[Any] | str,
+        props: dict[str, Any],
+        *,
+        progress_factor: float,
+        expire: int | None,
+    ) -> Pending: ...
+
+    def child_started(self, task: Task, progress_factor: float) -> None: ...
+
+    def child_finished(self, task_id: str) -> None: ...
+
+    def trigger(
+        self, name: str, props: dict[str, Any], service: str | None
+    ) -> list[TaskRun[Any]]: ...
+
+    def emit(self, name: str, data: Any) -> None: ...
 
 
 class TaskHandle:
@@ -51,7 +101,7 @@ class TaskContext:
         "task_id",
     )
 
-    def __init__(self, live: LiveTask, attempt: int) -> None:
+    def __init__(self, live: Attempt, attempt: int) -> None:
         self._live = live
         self._attempt = attempt
         snapshot = live.task
@@ -95,7 +145,7 @@ class TaskContext:
 
     def run(
         self,
-        definition: TaskDefinition[Any, R] | str,
+        definition: Definition[R] | str,
         props: dict[str, Any],
         progress_factor: float = 1.0,
         expire: int | None = None,
@@ -119,16 +169,10 @@ class TaskContext:
         else:
             # Inside an async execute: hand back an awaitable instead of blocking the loop.
             return self.run_async(definition, props, progress_factor, expire)  # type: ignore[return-value]
-        run: TaskRun[R] = self._live.runtime.service._start(
-            definition,
-            props,
-            SUBTASK_CAUSE_TYPE,
-            self.task_id,
-            expire=expire,
-            client=None,
-            parent=self._live,
-            progress_factor=progress_factor,
+        pending = self._live.start_subtask(
+            definition, props, progress_factor=progress_factor, expire=expire
         )
+        run: TaskRun[R] = pending.wait()
         self._live.child_started(run.task_object, progress_factor)
         try:
             result = run.result()
@@ -139,29 +183,17 @@ class TaskContext:
 
     async def run_async(
         self,
-        definition: TaskDefinition[Any, R] | str,
+        definition: Definition[R] | str,
         props: dict[str, Any],
         progress_factor: float = 1.0,
         expire: int | None = None,
     ) -> R:
         """`run` for an async execute: `await ctx.run_async(...)` (or `await ctx.run(...)`)."""
         self.check_cancelled()
-        from .actors.reply import wait_reply
-        from .service import _task_run
-
-        service = self._live.runtime.service
-        submitted = service._submit(
-            definition,
-            props,
-            SUBTASK_CAUSE_TYPE,
-            self.task_id,
-            expire=expire,
-            client=None,
-            parent=self._live,
-            progress_factor=progress_factor,
+        pending = self._live.start_subtask(
+            definition, props, progress_factor=progress_factor, expire=expire
         )
-        outcome = await wait_reply(submitted.reply, service._ack_timeout)
-        run: TaskRun[R] = _task_run(outcome, submitted.definition)
+        run: TaskRun[R] = await pending.wait_async()
         self._live.child_started(run.task_object, progress_factor)
         try:
             result = await run
@@ -176,23 +208,15 @@ class TaskContext:
         The started tasks are not subtasks: they run on their own; this call
         returns their runs without waiting.
         """
-        return self._live.runtime.service.trigger(
-            name, props, cause_type=self.cause_type, cause=self.cause
-        )
+        return self._live.trigger(name, props, None)
 
     def trigger_service(self, service: str, name: str, props: dict[str, Any]) -> list[TaskRun[Any]]:
         """Like `trigger`, limited to definitions of one service."""
-        return self._live.runtime.service.trigger(
-            name, props, cause_type=self.cause_type, cause=self.cause, service=service
-        )
+        return self._live.trigger(name, props, service)
 
     def emit(self, name: str, data: Any = None) -> None:
         """Publish an event to subscribers of trigger `name` (a `TaskEmitted`)."""
-        from .actors.trigger_bus import PublishEvent
-
-        bus = self._live.runtime.bus
-        if bus is not None:
-            bus.tell(PublishEvent(task_id=self.task_id, name=name, data=data))
+        self._live.emit(name, data)
 
 
 def subtask_failed(error: TaskFailed) -> SubtaskFailed:

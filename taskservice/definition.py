@@ -1,4 +1,7 @@
-"""Task definitions and the errors a task's code can raise or see."""
+"""Task definitions: what a task is, the code it runs and how it is retried.
+
+The errors task code raises or sees live in `errors` (re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
+from .errors import (
+    ServiceStopped,
+    SubtaskFailed,
+    TaskCancelled,
+    TaskFailed,
+    TaskNoFallback,
+    TaskNoRetry,
+    UnknownDefinition,
+)
 from .model import Client, PropsError, int_at_least
+from .refs import EXECUTOR_NAMES, function_reference
 from .storage.indexes import check_name_size
 from .values import check_text, freeze, thaw
 
@@ -34,45 +47,6 @@ R = TypeVar("R")
 
 Emit = Callable[..., None]
 """`emit(name, data=None)`: publish an event from a running task to subscribers."""
-
-
-class TaskNoRetry(Exception):
-    """Raise from `execute` to fail the task now, without further attempts."""
-
-
-class TaskNoFallback(TaskNoRetry):
-    """Raise from `execute` to fail the task now, skipping retries and the fallback."""
-
-
-class TaskCancelled(Exception):
-    """Raised by `ctx.check_cancelled()` once the task has been cancelled."""
-
-
-class TaskFailed(Exception):
-    """A task ended `failed` or `cancelled`; `.task` is its last snapshot."""
-
-    def __init__(self, message: str, task: Any = None) -> None:
-        super().__init__(message)
-        self.task = task
-
-
-class SubtaskFailed(TaskFailed):
-    """Raised by `ctx.run` when the subtask ended `failed` or `cancelled`.
-
-    `.task` is the subtask's last snapshot (None in a worker process). Code
-    that catches it (or `TaskFailed`) may carry on. Uncaught, it fails the
-    parent at once, without further attempts (its fallback still runs), so
-    attempts do not multiply down a tree; `retry_on_subtask_failure=True` on
-    the parent's definition retries the parent instead.
-    """
-
-
-class UnknownDefinition(LookupError):
-    """No definition of that name is registered with the service."""
-
-
-class ServiceStopped(RuntimeError):
-    """The service is stopping or stopped and takes no new work."""
 
 
 def default_retry_delay(retry: int) -> float:
@@ -166,15 +140,12 @@ class TaskDefinition(Generic[P, R]):
             isinstance(props_type, type) and issubclass(props_type, msgspec.Struct)
         ):
             raise TypeError(f"task {name!r}: props_type must be a msgspec.Struct type")
-        from .executors import EXECUTORS
-
-        if executor not in EXECUTORS:
+        if executor not in EXECUTOR_NAMES:
             raise ValueError(
-                f"task {name!r}: executor must be one of {', '.join(EXECUTORS)}, not {executor!r}"
+                f"task {name!r}: executor must be one of {', '.join(EXECUTOR_NAMES)}, "
+                f"not {executor!r}"
             )
         if executor != "thread":
-            from .executors.refs import function_reference
-
             remote: tuple[tuple[str, object], ...] = (
                 ("execute", execute),
                 ("fallback", fallback),
@@ -259,11 +230,16 @@ class TaskDefinition(Generic[P, R]):
                 raise PropsError(f"result of {self.name!r}: {error}") from None
         return frozen
 
-    def typed_result(self, stored: Any) -> Any:
+    def typed_result(self, stored: Any) -> R:
         """A stored result as callers receive it: of `result_type` when there is one."""
         if self.result_type is None:
-            return stored
-        return msgspec.convert(stored, self.result_type)
+            return stored  # type: ignore[no-any-return]
+        return msgspec.convert(stored, self.result_type)  # type: ignore[no-any-return]
+
+    @property
+    def result_converter(self) -> Callable[[Any], R] | None:
+        """`typed_result` when the definition has a `result_type`, else None (as stored)."""
+        return self.typed_result if self.result_type is not None else None
 
     @property
     def trigger_name(self) -> str | None:

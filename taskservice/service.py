@@ -10,8 +10,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterable
-from typing import Any, Generic, Literal, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import pykka
@@ -28,7 +28,6 @@ from .actors.supervisor import (
     Recover,
     Run,
     RunMany,
-    RunOutcome,
     Supervisor,
     admit,
 )
@@ -39,11 +38,14 @@ from .actors.trigger_bus import (
     TriggerBus,
     Unsubscribe,
 )
-from .definition import ServiceStopped, TaskDefinition, UnknownDefinition
+from .context import Definition
+from .definition import TaskDefinition
+from .errors import ServiceStopped, UnknownDefinition
 from .executors import EXECUTORS, ProcessExecutor, RemoteExecutor, default_executor
 from .metrics.hooks import MetricsHooks
 from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
 from .model import (
+    SUBTASK_CAUSE_TYPE,
     TERMINAL_STATES,
     Client,
     Health,
@@ -51,6 +53,7 @@ from .model import (
     TaskStateChanged,
     int_at_least,
 )
+from .runs import Pending, TaskRun, task_run
 from .storage import Durability, StoreError, TaskStore, Views, open_store
 from .storage.indexes import INDEXES
 from .storage.keys import encode_key
@@ -66,84 +69,6 @@ DEFAULT_MAX_CONCURRENCY = 32
 
 DEFAULT_PATH = "./taskservice-data"
 """Where the embedded LMDB store lives unless `path` says otherwise."""
-
-
-class TaskRun(Generic[R]):
-    """A started (or reused) task: its id, snapshot and cause, and its result.
-
-    `result(timeout)` blocks until the task ends and returns its result, or
-    raises `TaskFailed` (failed or cancelled). `await run` does the same in
-    asyncio without blocking the event loop.
-    """
-
-    __slots__ = ("_future", "_typed", "cause", "cause_type", "created", "task", "task_object")
-
-    def __init__(
-        self,
-        task_object: Task,
-        future: Reply[Any],
-        created: bool,
-        typed: Callable[[Any], Any] | None = None,
-    ):
-        self.task: str = task_object.id
-        self.task_object: Task = task_object
-        self.cause_type: str = task_object.cause_type
-        self.cause: str = task_object.cause
-        self.created: bool = created
-        """True if this call created the task, False if it reused one."""
-        self._future = future
-        self._typed = typed
-        """Converts the stored result to the definition's `result_type`, when it has one."""
-
-    def result(self, timeout: float | None = None) -> R:
-        """Wait for the task to end; return its result or raise `TaskFailed`.
-
-        The result is as stored (the same for every caller, first or reusing),
-        of the definition's `result_type` when it has one.
-        """
-        try:
-            value: R = self._future.result(timeout)
-        except TimeoutError:
-            if self._future.done():
-                raise  # the task itself failed with a TimeoutError
-            raise TimeoutError(f"task {self.task} did not finish within {timeout} s") from None
-        return value if self._typed is None else self._typed(value)
-
-    def done(self) -> bool:
-        """Whether the task has ended."""
-        return self._future.done()
-
-    def add_done_callback(self, fn: Callable[[TaskRun[R]], None]) -> None:
-        """Call `fn(run)` once the task has ended (at once if it has).
-
-        `fn` runs on the service's thread that ended the task: keep it short,
-        and read the outcome with `run.result(0)`. Exceptions it raises are logged.
-        """
-        self._future.add_done_callback(lambda _reply: fn(self))
-
-    def as_future(self) -> concurrent.futures.Future[R]:
-        """The result as a `concurrent.futures.Future` (for `concurrent.futures.wait`)."""
-        future: concurrent.futures.Future[R] = concurrent.futures.Future()
-
-        def settle(reply: Reply[Any]) -> None:
-            try:
-                value = reply.result(0)
-                future.set_result(value if self._typed is None else self._typed(value))
-            except BaseException as error:
-                future.set_exception(error)
-
-        self._future.add_done_callback(settle)
-        return future
-
-    def __await__(self) -> Generator[Any, None, R]:
-        return self._wait().__await__()
-
-    async def _wait(self) -> R:
-        value: R = await wait_reply(self._future)
-        return value if self._typed is None else self._typed(value)
-
-    def __repr__(self) -> str:
-        return f"TaskRun(task={self.task!r}, name={self.task_object.name!r})"
 
 
 class TaskService:
@@ -282,7 +207,7 @@ class TaskService:
         store.on_commit = self.metrics.commit
         self.scheduler = Scheduler(f"taskservice-scheduler:{name}")
         self.runtime = Runtime(
-            name=name, store=store, scheduler=self.scheduler, metrics=self.metrics, service=self
+            name=name, store=store, scheduler=self.scheduler, metrics=self.metrics, gateway=self
         )
         audience = Audience()
         self.bus: pykka.ActorRef[TriggerBus] = TriggerBus.start(self.metrics, audience)
@@ -344,7 +269,30 @@ class TaskService:
             parent=parent,
             progress_factor=progress_factor,
         )
-        return _task_run(run.reply.result(self._ack_timeout), run.definition)
+        return task_run(run.reply.result(self._ack_timeout), run.definition.result_converter)
+
+    def submit_subtask(
+        self,
+        parent: LiveTask,
+        definition: Definition[Any] | str,
+        props: dict[str, Any],
+        *,
+        progress_factor: float,
+        expire: int | None,
+    ) -> Pending:
+        """A running task's subtask (the runtime's `Gateway`): validated on the calling
+        thread, handed to the supervisor; wait on the returned `Pending`."""
+        run = self._submit(
+            definition,  # type: ignore[arg-type]
+            props,
+            SUBTASK_CAUSE_TYPE,
+            parent.id,
+            expire=expire,
+            client=None,
+            parent=parent,
+            progress_factor=progress_factor,
+        )
+        return Pending(run.reply, run.definition.result_converter, self._ack_timeout)
 
     def run_many(
         self,
@@ -366,7 +314,10 @@ class TaskService:
         if not prepared:
             return []
         self._hand_over(RunMany(prepared))
-        return [_task_run(run.reply.result(self._ack_timeout), run.definition) for run in prepared]
+        return [
+            task_run(run.reply.result(self._ack_timeout), run.definition.result_converter)
+            for run in prepared
+        ]
 
     async def run_async(
         self,
@@ -383,7 +334,7 @@ class TaskService:
         """
         run = self._submit(definition, props, cause_type, cause, expire=expire, client=client)
         outcome = await wait_reply(run.reply, self._ack_timeout)
-        return _task_run(outcome, run.definition)
+        return task_run(outcome, run.definition.result_converter)
 
     def _submit(
         self,
@@ -888,16 +839,6 @@ def _check_start_options(
         raise TypeError(f"metrics_host must be a str, not {type(metrics_host).__name__}")
     if not isinstance(recover, bool):
         raise TypeError(f"recover must be a bool, not {type(recover).__name__}")
-
-
-def _task_run(outcome: RunOutcome, definition: TaskDefinition[Any, Any]) -> TaskRun[Any]:
-    held, created = outcome
-    typed = definition.typed_result if definition.result_type is not None else None
-    if isinstance(held, LiveTask):
-        return TaskRun(held.task, held.result, created, typed)
-    finished: Reply[Any] = Reply()
-    finished.set_result(held.result)
-    return TaskRun(held, finished, False, typed)
 
 
 class _TaskApi:

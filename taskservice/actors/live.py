@@ -10,24 +10,35 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from ..model import Progress, Task
+from ..runs import Pending, TaskRun
 from ..storage.base import Checked, TaskStore
 from ..values import check_text, freeze
 from .reply import Reply
 from .scheduler import Scheduler, Timer
+from .trigger_bus import PublishEvent
 
 if TYPE_CHECKING:
     import pykka
 
+    from ..context import Definition, TaskContext
     from ..definition import TaskDefinition
     from ..metrics.hooks import MetricsHooks
-    from ..service import TaskService
 
-__all__ = ["PROGRESS_INTERVAL", "LiveTask", "Runtime", "log_unwritten", "new_id", "now_ms"]
+__all__ = [
+    "PROGRESS_INTERVAL",
+    "Gateway",
+    "LiveTask",
+    "RemoteExecutor",
+    "Runtime",
+    "log_unwritten",
+    "new_id",
+    "now_ms",
+]
 
 log = logging.getLogger("taskservice.supervisor")
 
@@ -68,6 +79,52 @@ def new_id(now: int | None = None) -> str:
     return f"{head[1]}{next(_id_counter) & 0xFFFFF:05x}"
 
 
+class RemoteExecutor(Protocol):
+    """Runs attempts away from the task actor's thread (`executor="process"`, `"ray"`)."""
+
+    def run_attempt(
+        self,
+        live: LiveTask,
+        ctx: TaskContext,
+        props: dict[str, Any],
+        fallback_error: BaseException | None = None,
+    ) -> Any:
+        """Run `execute` (or, with `fallback_error`, the fallback); return its result or raise."""
+
+    def shutdown(self) -> None:
+        """Release workers; called when the service stops."""
+
+
+class Gateway(Protocol):
+    """What the runtime may ask of the service that built it: a narrow interface,
+    given at build time, so nothing in the runtime holds or imports the service."""
+
+    def submit_subtask(
+        self,
+        parent: LiveTask,
+        definition: Definition[Any] | str,
+        props: dict[str, Any],
+        *,
+        progress_factor: float,
+        expire: int | None,
+    ) -> Pending:
+        """Validate a subtask's run on the caller's thread and hand it to the supervisor."""
+
+    def trigger(
+        self,
+        name: str,
+        props: dict[str, Any],
+        *,
+        cause_type: str = "trigger",
+        cause: str | None = None,
+        service: str | None = None,
+    ) -> list[TaskRun[Any]]:
+        """Start every definition listening to trigger `name`."""
+
+    def executor(self, name: str) -> RemoteExecutor:
+        """The remote executor of that name."""
+
+
 @dataclass(eq=False)
 class Runtime:
     """What the actors of one service share."""
@@ -76,7 +133,7 @@ class Runtime:
     store: TaskStore
     scheduler: Scheduler
     metrics: MetricsHooks
-    service: TaskService
+    gateway: Gateway
     bus: pykka.ActorRef[Any] | None = None
     supervisor: pykka.ActorRef[Any] | None = None
 
@@ -158,6 +215,33 @@ class LiveTask:
         self._dirty = False
         self._flush_timer: Timer | None = None
         self.held: Task | None = None
+
+    # -- what task code reaches through its context (`context.Attempt`) ------
+
+    def start_subtask(
+        self,
+        definition: Definition[Any] | str,
+        props: dict[str, Any],
+        *,
+        progress_factor: float,
+        expire: int | None,
+    ) -> Pending:
+        """Hand a subtask's run to the supervisor (through the service's gateway)."""
+        return self.runtime.gateway.submit_subtask(
+            self, definition, props, progress_factor=progress_factor, expire=expire
+        )
+
+    def trigger(self, name: str, props: dict[str, Any], service: str | None) -> list[TaskRun[Any]]:
+        """Start the definitions listening to trigger `name`, in this task's cause."""
+        return self.runtime.gateway.trigger(
+            name, props, cause_type=self.task.cause_type, cause=self.task.cause, service=service
+        )
+
+    def emit(self, name: str, data: Any) -> None:
+        """Publish an event of this task to the subscribers of trigger `name`."""
+        bus = self.runtime.bus
+        if bus is not None:
+            bus.tell(PublishEvent(task_id=self.id, name=name, data=data))
 
     def await_commit(self, reply: Reply[Any]) -> None:
         """Answer `reply` once the created snapshot is committed (the supervisor does)."""

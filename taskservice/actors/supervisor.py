@@ -17,15 +17,8 @@ import msgspec
 import pykka
 from pykka import messages as pykka_messages
 
-from ..definition import (
-    ServiceStopped,
-    SubtaskFailed,
-    TaskDefinition,
-    TaskFailed,
-    TaskNoFallback,
-    TaskNoRetry,
-    default_retry_delay,
-)
+from ..definition import TaskDefinition, default_retry_delay
+from ..errors import ServiceStopped, SubtaskFailed, TaskFailed, TaskNoFallback, TaskNoRetry
 from ..model import (
     ACTIVE_STATES,
     SUBTASK_CAUSE_TYPE,

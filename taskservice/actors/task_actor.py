@@ -12,7 +12,7 @@ from typing import Any
 import pykka
 
 from ..context import TaskContext
-from ..definition import TaskNoRetry
+from ..errors import TaskNoRetry
 from ..model import PropsError
 from ..values import MAX_STACK_CHARS, describe_error, storable_text
 from .live import LiveTask, now_ms
@@ -101,7 +101,7 @@ class TaskActor(PooledActor):
                     if self._fallback
                     else None
                 )
-                executor = live.runtime.service.executor(definition.executor)
+                executor = live.runtime.gateway.executor(definition.executor)
                 result = executor.run_attempt(live, ctx, live.task.properties, error_in)
             elif self._fallback:
                 assert definition.fallback is not None

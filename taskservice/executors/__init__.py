@@ -8,14 +8,10 @@ emits and subtask requests, and returns the result (or raises the error).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
 
+from ..actors.live import RemoteExecutor
+from ..refs import EXECUTOR_NAMES, function_reference
 from .process import ProcessExecutor, RemoteError, WorkerDied
-from .refs import function_reference
-
-if TYPE_CHECKING:
-    from ..actors.live import LiveTask
-    from ..context import TaskContext
 
 __all__ = [
     "EXECUTORS",
@@ -26,22 +22,6 @@ __all__ = [
     "default_executor",
     "function_reference",
 ]
-
-
-class RemoteExecutor(Protocol):
-    """Runs attempts away from the task actor's thread."""
-
-    def run_attempt(
-        self,
-        live: LiveTask,
-        ctx: TaskContext,
-        props: dict[str, Any],
-        fallback_error: BaseException | None = None,
-    ) -> Any:
-        """Run `execute` (or, with `fallback_error`, the fallback); return its result or raise."""
-
-    def shutdown(self) -> None:
-        """Release workers; called when the service stops."""
 
 
 def _ray() -> RemoteExecutor:
@@ -55,8 +35,9 @@ _FACTORIES: dict[str, Callable[[], RemoteExecutor]] = {
     "ray": _ray,
 }
 
-EXECUTORS = ("thread", *_FACTORIES)
+EXECUTORS = EXECUTOR_NAMES
 """The executors a definition can name."""
+assert set(EXECUTORS) == {"thread", *_FACTORIES}
 
 
 def default_executor(name: str) -> RemoteExecutor:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..definition import SubtaskFailed, TaskCancelled, TaskNoFallback, TaskNoRetry
+from ..errors import SubtaskFailed, TaskCancelled, TaskNoFallback, TaskNoRetry
+from ..refs import function_reference
 from ..values import error_text
 from .protocol import Done, Start, SubtaskReply, SubtaskRequest
-from .refs import function_reference
 
 if TYPE_CHECKING:
     from ..actors.live import LiveTask

@@ -19,7 +19,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..definition import TaskCancelled
+from ..errors import TaskCancelled
 from .attempt import (
     RemoteError,
     WorkerDied,

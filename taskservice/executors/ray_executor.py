@@ -87,7 +87,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..definition import SubtaskFailed, TaskCancelled, TaskFailed
+from ..errors import SubtaskFailed, TaskCancelled, TaskFailed
 from ..values import describe_error, storable_text
 from .attempt import (
     RemoteError,

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from ..definition import SubtaskFailed, TaskCancelled, TaskFailed, TaskNoRetry
+from ..errors import SubtaskFailed, TaskCancelled, TaskFailed, TaskNoRetry
 from ..values import MAX_STACK_CHARS, error_text, storable_text
 from .attempt import error_kind
 from .lifeline import bind_to_service, end_own_group

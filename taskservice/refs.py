@@ -1,10 +1,17 @@
-"""References to functions that another process can import."""
+"""References to functions that another process can import, and the executor names.
+
+A leaf module: definitions check their functions with it before any executor
+is imported.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["function_reference"]
+__all__ = ["EXECUTOR_NAMES", "function_reference"]
+
+EXECUTOR_NAMES = ("thread", "process", "ray")
+"""The executors a definition can name (`thread` runs on the task actor's thread)."""
 
 
 def function_reference(function: Any, what: str) -> str:
