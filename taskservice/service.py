@@ -18,19 +18,11 @@ import pykka
 from prometheus_client import CollectorRegistry
 
 from .actors.live import LiveTask, Runtime, new_id, now_ms
+from .actors.messages import Cancel, Drain, LiveIds, Recover, Run, RunMany
 from .actors.reply import Reply, wait_reply
 from .actors.scheduler import Scheduler
 from .actors.subscribers import DEFAULT_MAX_QUEUE, SubscriberPool, SubscriberRef
-from .actors.supervisor import (
-    Cancel,
-    Drain,
-    LiveIds,
-    Recover,
-    Run,
-    RunMany,
-    Supervisor,
-    admit,
-)
+from .actors.supervisor import Supervisor, admit
 from .actors.trigger_bus import (
     Audience,
     Publish,

@@ -20,7 +20,7 @@ from taskservice import (
     TaskDefinition,
     TaskService,
 )
-from taskservice.actors.supervisor import Cancel
+from taskservice.actors.messages import Cancel
 from taskservice.storage import StoreFull
 
 

@@ -1,0 +1,274 @@
+"""The supervisor's attempts: slots and the queue, starting and ending attempts,
+timeouts, and what follows a failure (decided by `retry.after_failure`)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+import pykka
+
+from ..errors import TaskFailed
+from ..model import RetryRecord
+from ..storage.base import StoreError
+from ..values import describe_error
+from .base import SupervisorBase
+from .live import LiveTask, now_ms
+from .mailbag import StartCommitted
+from .messages import AttemptTimeout, RetryDue, Started
+from .retry import AttemptTimedOut, after_failure
+from .task_actor import AttemptEnded, TaskActor
+
+__all__ = ["AttemptsMixin"]
+
+log = logging.getLogger("taskservice.supervisor")
+
+
+class AttemptsMixin(SupervisorBase):
+    """Slots, the queue and the life of each attempt."""
+
+    def _can_start(self, live: LiveTask) -> bool:
+        """Whether an attempt of `live` may start now (subtasks need no slot)."""
+        return not self._stopping and (
+            live.task.is_subtask or self._slots_used < self._max_concurrency
+        )
+
+    def _dispatch(self, live: LiveTask) -> None:
+        if self._stopping or live.task.is_terminal:
+            return
+        if self._can_start(live):
+            self._start_attempt(live)
+        else:
+            live.queued_at = time.monotonic()
+            if live.task.state == "running":
+                live.update(state="created")  # resumed, waiting for a slot
+            self._queue.append(live)
+            self._rt.metrics.queued(len(self._queue))
+
+    def _start_attempt(self, live: LiveTask, fallback: bool = False, **changes: Any) -> None:
+        live.attempt += 1
+        token = live.attempt
+        name = live.definition.name
+        if not live.task.is_subtask and not fallback:
+            self._slots_used += 1
+            live.holds_slot = True
+        wait = time.monotonic() - live.queued_at if live.queued_at is not None else None
+        live.queued_at = None
+        self._running.add(live)
+        self._rt.metrics.running_changed(name, 1)
+        # Durable: the attempt of a new task (its created snapshot goes with this
+        # one) or of a resumed task starts once its snapshot is on disk. For a
+        # resumed task that is what lets recovery count, before it runs again,
+        # an attempt that kills the process every time (`max_interruptions`).
+        started = (
+            StartCommitted(self._mailbag, live, token)
+            if self._rt.store.durability == "durable" and (live.resumed or not live.committed)
+            else None
+        )
+        if fallback:
+            live.update(on_commit=started, state="fallback", **changes)
+        else:
+            self._rt.metrics.attempt_started(name, wait)
+            live.update(on_commit=started, state="running", started_at=now_ms())
+        if started is None:
+            self._launch(live, token, fallback)
+
+    def _on_started(self, message: Started) -> None:
+        live = message.live
+        error = message.error
+        new = not live.committed
+        if new:  # its created snapshot came with this one: answer the callers
+            self._created_committed(live, error)
+        if message.token != live.attempt or live.task.is_terminal:
+            return  # cancelled (or timed out) meanwhile
+        if error is not None:
+            self._end_attempt(live)
+            if not new:
+                log.error("task %s: its attempt could not start: %s", live.id, error)
+                self._finish(live, "failed", error=f"could not be stored: {error}")
+            return
+        self._launch(live, message.token, live.task.state == "fallback")
+
+    def _launch(self, live: LiveTask, token: int, fallback: bool) -> None:
+        timeout = live.definition.timeout
+        if timeout is not None:
+            ref = self.actor_ref
+            live.timer = self._rt.scheduler.call_later(
+                timeout, lambda: _tell(ref, AttemptTimeout(live, token))
+            )
+        TaskActor.launch(
+            live, token, self.actor_ref, fallback_error=live.last_error, fallback=fallback
+        )
+
+    def _end_attempt(self, live: LiveTask) -> None:
+        """Release what a running attempt holds: its slot, its timer."""
+        if live in self._running:
+            self._running.discard(live)
+            self._rt.metrics.running_changed(live.definition.name, -1)
+        if live.timer is not None:
+            live.timer.cancel()
+            live.timer = None
+        if live.holds_slot:
+            live.holds_slot = False
+            self._slots_used -= 1
+            self._fill_slots()
+        if self._drain is not None and not self._running:
+            self._drain.reply.set_result(None)
+            self._drain = None
+
+    def _fill_slots(self) -> None:
+        while self._queue and self._slots_used < self._max_concurrency and not self._stopping:
+            live = self._queue.popleft()
+            self._rt.metrics.queued(len(self._queue))
+            if not live.task.is_terminal:
+                self._start_attempt(live)
+
+    def _on_attempt_ended(self, ended: AttemptEnded) -> None:
+        try:
+            self._attempt_ended(ended)
+        except Exception as error:
+            # An attempt always ends: a failure to decide its outcome fails the
+            # task rather than leave it `running` (and its caller waiting) for ever.
+            log.exception("ending an attempt of task %s failed", ended.live.id)
+            live = ended.live
+            if not live.task.is_terminal:
+                self._end_attempt(live)
+                self._finish(
+                    live, "failed", error=f"its attempt could not be ended: {describe_error(error)}"
+                )
+
+    def _attempt_ended(self, ended: AttemptEnded) -> None:
+        live = ended.live
+        if ended.token != live.attempt or live.task.is_terminal:
+            log.info("ignoring the outcome of an abandoned attempt of task %s", live.id)
+            return
+        self._end_attempt(live)
+        if ended.fallback:
+            if ended.ok:
+                self._finish(live, "fallbackDone", result=ended.result)
+            else:
+                assert ended.error is not None
+                self._finish(live, "failed", error=describe_error(ended.error))
+            return
+        if ended.ok:
+            self._finish(live, "done", result=ended.result, error=None)
+            return
+        assert ended.error is not None
+        self._attempt_failed(live, ended.error, ended.stack, ended.started_at)
+
+    def _on_attempt_timeout(self, message: AttemptTimeout) -> None:
+        live = message.live
+        if message.token != live.attempt or live.task.state not in ("running", "fallback"):
+            return
+        timeout = live.definition.timeout
+        log.warning("task %s attempt timed out after %s s; abandoning it", live.id, timeout)
+        live.attempt += 1  # the running code now sees ctx.cancelled; its outcome is ignored
+        self._end_attempt(live)
+        error = AttemptTimedOut(f"attempt ran longer than {timeout} s")
+        if live.task.state == "fallback":
+            self._finish(live, "failed", error=describe_error(error))
+            return
+        self._attempt_failed(live, error, "", live.task.started_at)
+
+    def _attempt_failed(
+        self, live: LiveTask, error: BaseException, stack: str, started_at: int | None
+    ) -> None:
+        """Apply what `after_failure` decides for a failed attempt."""
+        definition = live.definition
+        attempts = len(live.task.retries) + 1
+        decision = after_failure(
+            error,
+            attempts=attempts,
+            max_retries=live.task.max_retries,
+            has_fallback=definition.fallback is not None,
+            retry_on_subtask_failure=definition.retry_on_subtask_failure,
+            stopping=self._stopping,
+            delay=definition.retry_delay,
+            name=definition.name,
+        )
+        if decision.next == "nothing":
+            # The stop cut the attempt short, not the task: no retry record; it stays
+            # `running` and runs again at the next start.
+            return
+        text = describe_error(error)
+        record = RetryRecord(started_at=started_at, failed_at=now_ms(), error=text, stack=stack)
+        retries = [*live.task.retries, record]
+        live.last_error = error
+        if decision.next == "retry_at_next_start":
+            live.update(state="retrying", retries=retries, error=text)
+        elif decision.next == "retry":
+            live.update(state="retrying", retries=retries, error=text)
+            self._rt.metrics.task_retried(definition.name)
+            if decision.delay_ms <= 0:
+                self._dispatch(live)  # no delay: no timer, no round trip through the scheduler
+                return
+            ref = self.actor_ref
+            live.timer = self._rt.scheduler.call_later(
+                decision.delay_ms / 1000.0, lambda: _tell(ref, RetryDue(live))
+            )
+        elif decision.next == "fallback_at_next_start":
+            # The fallback runs at the next start (recovery resumes `fallback`).
+            live.update(state="fallback", retries=retries, error=text)
+        elif decision.next == "fallback":
+            self._start_attempt(live, fallback=True, retries=retries, error=text)
+        else:
+            self._finish(live, "failed", retries=retries, error=text)
+
+    def _on_retry_due(self, message: RetryDue) -> None:
+        live = message.live
+        live.timer = None
+        if live.task.state == "retrying" and not self._stopping:
+            self._dispatch(live)
+
+    def _finish(self, live: LiveTask, state: str, **changes: Any) -> None:
+        progress = live.final_progress(complete=state in ("done", "fallbackDone"))
+        task = live.update(
+            on_commit=_Ended(self, live, threading.get_ident()),
+            state=state,
+            done_at=now_ms(),
+            progress=progress,
+            **changes,
+        )
+        duration = (task.done_at or 0) - task.created_at
+        self._rt.metrics.task_finished(task.name, state, duration / 1000.0)
+
+
+class _Ended:
+    """Commit callback of a terminal snapshot: resolves the result, then the
+    task leaves the registry (at once when committed on the supervisor's thread)."""
+
+    __slots__ = ("live", "supervisor", "thread_id")
+
+    def __init__(self, supervisor: SupervisorBase, live: LiveTask, thread_id: int) -> None:
+        self.supervisor = supervisor
+        self.live = live
+        self.thread_id = thread_id
+
+    def __call__(self, error: BaseException | None) -> None:
+        live = self.live
+        task = live.task
+        result = live.result
+        if not result.done():
+            if error is not None:
+                result.set_exception(
+                    StoreError(f"task {task.id} ended but could not be stored: {error}")
+                )
+            elif task.state in ("done", "fallbackDone"):
+                result.set_result(task.result)
+            else:
+                result.set_exception(
+                    TaskFailed(f"task {task.id} ({task.name}) {task.state}: {task.error}", task)
+                )
+        supervisor = self.supervisor
+        if threading.get_ident() == self.thread_id:
+            supervisor._unregister(live)  # committed inline (memory mode): no message needed
+        else:
+            supervisor._mailbag.forget(live)
+
+
+def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)

@@ -1,0 +1,75 @@
+"""The supervisor's cancellation: a task and its subtasks, or every task of a cause."""
+
+from __future__ import annotations
+
+import msgspec
+
+from ..model import ACTIVE_STATES, SUBTASK_CAUSE_TYPE, Task
+from ..storage.keys import encode_key, prefix_end
+from .base import SupervisorBase
+from .live import LiveTask, log_unwritten, now_ms
+from .messages import Cancel
+
+__all__ = ["CancelMixin"]
+
+
+class CancelMixin(SupervisorBase):
+    """Cancels live tasks (their attempts are abandoned) and stored ones."""
+
+    def _on_cancel(self, message: Cancel) -> int:
+        count = 0
+        if message.task_id is not None:
+            live = self._live.get(message.task_id)
+            if live is not None:
+                count += self._cancel_live(live)
+            else:
+                stored = self._rt.store.get(message.task_id)
+                if stored is not None:
+                    count += self._cancel_stored(stored)
+        elif message.cause is not None:
+            cause = message.cause
+            for live in list(self._live.values()):
+                if (live.task.cause_type, live.task.cause) == cause:
+                    count += self._cancel_live(live)
+            for state in (*ACTIVE_STATES, "interrupted"):
+                prefix = encode_key((*cause, state))
+                for stored in self._rt.store.scan(
+                    "by_cause_state", prefix, prefix_end(prefix), 1_000_000
+                ):
+                    if stored.id not in self._live:
+                        count += self._cancel_stored(stored)
+        message.reply.set_result(count)
+        return count
+
+    def _cancel_live(self, live: LiveTask) -> int:
+        if live.task.is_terminal or live.cancelled:
+            return 0
+        live.cancelled = True
+        count = 1
+        for child in list(live.children.values()):
+            count += self._cancel_live(child)
+        prefix = encode_key((SUBTASK_CAUSE_TYPE, live.id))
+        for stored in self._rt.store.scan("by_cause_start", prefix, prefix_end(prefix), 1_000_000):
+            if stored.id not in self._live:
+                count += self._cancel_stored(stored)  # e.g. interrupted by a crash
+        if live in self._queue:
+            self._queue.remove(live)
+            self._rt.metrics.queued(len(self._queue))
+        live.attempt += 1  # a running attempt is abandoned: its outcome is ignored
+        self._end_attempt(live)
+        self._finish(live, "cancelled", error="cancelled")
+        return count
+
+    def _cancel_stored(self, task: Task) -> int:
+        if task.is_terminal:
+            return 0
+        count = 1
+        prefix = encode_key(("task_Task", task.id))
+        for child in self._rt.store.scan("by_cause_start", prefix, prefix_end(prefix), 1_000_000):
+            live = self._live.get(child.id)
+            count += self._cancel_live(live) if live is not None else self._cancel_stored(child)
+        cancelled = msgspec.structs.replace(
+            task, state="cancelled", error="cancelled", done_at=now_ms(), version=task.version + 1
+        )
+        self._rt.store.submit((cancelled,), log_unwritten)
+        return count
