@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import math
 import os
 import threading
 import time
@@ -19,10 +17,10 @@ from prometheus_client import CollectorRegistry
 
 from .actors.live import LiveTask, Runtime, new_id, now_ms
 from .actors.messages import Cancel, Drain, LiveIds, Recover, Run, RunMany
-from .actors.reply import Reply, wait_reply
+from .actors.reply import wait_reply
 from .actors.scheduler import Scheduler
 from .actors.subscribers import DEFAULT_MAX_QUEUE, SubscriberPool, SubscriberRef
-from .actors.supervisor import Supervisor, admit
+from .actors.supervisor import Supervisor
 from .actors.trigger_bus import (
     Audience,
     Publish,
@@ -38,17 +36,18 @@ from .metrics.hooks import MetricsHooks
 from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
 from .model import (
     SUBTASK_CAUSE_TYPE,
-    TERMINAL_STATES,
     Client,
     Health,
     Task,
     TaskStateChanged,
     int_at_least,
 )
+from .options import DEFAULT_MAX_CONCURRENCY, ServiceOptions
+from .requests import check_cause, prepare_run, run_item
 from .runs import Pending, TaskRun, task_run
 from .storage import Durability, StoreError, TaskStore, Views, open_store
-from .storage.indexes import INDEXES
-from .storage.keys import encode_key
+from .storage.purge import check_purge, purge_finished
+from .watching import watch_cause
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "TaskRun", "TaskService"]
 
@@ -56,8 +55,6 @@ log = logging.getLogger("taskservice")
 
 R = TypeVar("R")
 
-DEFAULT_MAX_CONCURRENCY = 32
-"""Top-level attempts that run at once unless `max_concurrency` says otherwise."""
 
 DEFAULT_PATH = "./taskservice-data"
 """Where the embedded LMDB store lives unless `path` says otherwise."""
@@ -70,6 +67,9 @@ class TaskService:
     tasks with `run`; read them with `view`; follow them with `subscribe`;
     stop with `stop()`.
     """
+
+    options: ServiceOptions
+    """The options the service was started with."""
 
     _services: dict[str, TaskService] = {}
     _current: TaskService | None = None
@@ -110,20 +110,19 @@ class TaskService:
         a child process (default: py-lmdb hands the GIL over at every LMDB
         call, which slows the service's own threads) or the store's thread.
         """
-        if durability not in ("durable", "batched", "memory"):
-            raise ValueError(f"durability must be durable, batched or memory, not {durability!r}")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, not {name!r}")
-        _check_start_options(
+        options = ServiceOptions(
+            name=name,
+            durability=durability,
             max_concurrency=max_concurrency,
             batch_ms=batch_ms,
             map_size=map_size,
             max_map_size=max_map_size,
-            ack_timeout=ack_timeout,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
             recover=recover,
-        )
+            ack_timeout=ack_timeout,
+            writer=writer,
+        ).check()
         registered: dict[str, TaskDefinition[Any, Any]] = {}
         for definition in definitions:
             if not isinstance(definition, TaskDefinition):
@@ -131,24 +130,11 @@ class TaskService:
             if definition.name in registered and registered[definition.name] is not definition:
                 raise ValueError(f"two definitions are named {definition.name!r}")
             registered[definition.name] = definition
-        if writer not in ("process", "thread"):
-            # Checked here too: a memory-mode service opens no LMDB store to check it.
-            raise ValueError(f"writer must be 'process' or 'thread', not {writer!r}")
-        options: dict[str, Any] = {"exclusive": True} if durability != "memory" else {}
-        if durability == "batched":
-            options["batch_ms"] = batch_ms
-        if map_size is not None:
-            options["map_size"] = map_size
-        if max_map_size is not None:
-            options["max_map_size"] = max_map_size
-        if durability != "memory":
-            options["writer"] = writer
         store = open_store(
-            None if path is None else os.fspath(path),
-            durability,
-            **options,
+            None if path is None else os.fspath(path), durability, **options.store_options()
         )
         self = object.__new__(cls)
+        self.options = options
         self._setup(name, store, registered, max_concurrency, metrics, ack_timeout)
         self._executors.update(executors or {})
         if metrics_port is not None:
@@ -301,7 +287,7 @@ class TaskService:
         """
         prepared = [
             self._prepare(definition, props, cause_type, cause, expire=expire, client=client)
-            for definition, props, cause_type, cause in map(_run_item, runs)
+            for definition, props, cause_type, cause in map(run_item, runs)
         ]
         if not prepared:
             return []
@@ -372,24 +358,16 @@ class TaskService:
         failure = self.store.write_failure
         if failure is not None:
             raise StoreError(str(failure))  # the disk refuses writes: no new work
-        resolved = self._resolve(definition)
-        _check_cause(cause_type, cause)
-        if expire is not None and not int_at_least(expire, 0):
-            raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
-        if not isinstance(progress_factor, int | float) or not 0 <= progress_factor < math.inf:
-            raise ValueError("progress_factor must be a finite number >= 0")
-        props, digest = admit(resolved, resolved.validate_props(props), cause_type, cause, client)
-        return Run(
-            definition=resolved,
-            props=props,
-            cause_type=cause_type,
-            cause=cause,
+        return prepare_run(
+            self.definitions,
+            definition,
+            props,
+            cause_type,
+            cause,
             expire=expire,
             client=client,
-            hash=digest,
-            reply=Reply(),
             parent=parent,
-            progress_factor=float(progress_factor),
+            progress_factor=progress_factor,
         )
 
     def _hand_over(self, run: Run | RunMany) -> None:
@@ -397,21 +375,6 @@ class TaskService:
             self.supervisor.tell(run)
         except pykka.ActorDeadError:
             raise ServiceStopped(f"task service {self.name!r} is stopped") from None
-
-    def _resolve(self, definition: TaskDefinition[Any, R] | str) -> TaskDefinition[Any, R]:
-        if isinstance(definition, TaskDefinition):
-            known = self.definitions.get(definition.name)
-            if known is not None and known is not definition:
-                raise ValueError(
-                    f"another definition named {definition.name!r} is registered with this service"
-                )
-            return definition
-        if isinstance(definition, str):
-            found = self.definitions.get(definition)
-            if found is None:
-                raise UnknownDefinition(f"unknown task definition {definition!r}")
-            return found
-        raise TypeError(f"definition must be a TaskDefinition or a name, not {definition!r}")
 
     def trigger(
         self,
@@ -478,7 +441,7 @@ class TaskService:
 
     def cancel_cause(self, cause_type: str, cause: str) -> int:
         """Cancel every unfinished task of a cause, with their subtasks."""
-        _check_cause(cause_type, cause)
+        check_cause(cause_type, cause)
         return self._cancel(Cancel(concurrent.futures.Future(), cause=(cause_type, cause)))
 
     def _cancel(self, message: Cancel) -> int:
@@ -576,51 +539,10 @@ class TaskService:
         `TimeoutError`. It bounds nothing after the first task. A negative
         `first_task_timeout` raises `ValueError` (at the first iteration).
         """
-        if first_task_timeout is not None and not first_task_timeout >= 0:
-            raise ValueError(f"first_task_timeout must be >= 0 or None, not {first_task_timeout!r}")
-        loop = asyncio.get_running_loop()
-        deadline = None if first_task_timeout is None else loop.time() + first_task_timeout
-        changes: asyncio.Queue[TaskStateChanged] = asyncio.Queue()
-
-        def deliver(message: Any) -> None:
-            if isinstance(message, TaskStateChanged):
-                loop.call_soon_threadsafe(changes.put_nowait, message)
-
-        ref = self.subscribe_cause(deliver, cause_type, cause)
-        try:
-            seen: dict[str, Task] = {}
-            page = self.view.tasks_by_cause_and_start(cause_type, cause, limit=1000)
-            while page:
-                for task in page:
-                    seen[task.id] = task
-                    yield task
-                page = self.view.tasks_by_cause_and_start(
-                    cause_type, cause, gt=page[-1], limit=1000
-                )
-
-            def finished() -> bool:
-                return until_done and bool(seen) and all(task.is_terminal for task in seen.values())
-
-            while not finished():
-                if seen or deadline is None:
-                    message = await changes.get()
-                else:
-                    try:
-                        message = await asyncio.wait_for(
-                            changes.get(), max(0.0, deadline - loop.time())
-                        )
-                    except TimeoutError:
-                        raise TimeoutError(
-                            f"no task of cause {cause_type}:{cause} appeared within "
-                            f"{first_task_timeout:g} s"
-                        ) from None
-                held = seen.get(message.task.id)
-                if held is not None and held.version >= message.task.version:
-                    continue  # already in the snapshot
-                seen[message.task.id] = message.task
-                yield message
-        finally:
-            self.unsubscribe(ref)
+        async for item in watch_cause(
+            self, cause_type, cause, until_done=until_done, first_task_timeout=first_task_timeout
+        ):
+            yield item
 
     def executor(self, name: str) -> RemoteExecutor:
         """The executor of that name (`process`, `ray`), made on first use unless given
@@ -684,34 +606,11 @@ class TaskService:
         """
         if not int_at_least(older_than, 0):
             raise ValueError(f"older_than must be an int of ms >= 0, not {older_than!r}")
-        chosen = tuple(states)
-        for state in chosen:
-            if state not in TERMINAL_STATES:
-                raise ValueError(f"only finished tasks can be purged, not {state!r}")
+        chosen = check_purge(states)
         cutoff = now_ms() - older_than
         reply: concurrent.futures.Future[frozenset[str]] = concurrent.futures.Future()
         self.supervisor.tell(LiveIds(reply))
-        live = reply.result(self._ack_timeout)
-        purged = 0
-        for state in chosen:
-            # by_state orders by creation time: a task created after the cutoff
-            # cannot have ended before it.
-            low = encode_key((state,))
-            high = encode_key((state, cutoff))
-            while True:
-                page = self.store.scan("by_state", low, high, 1000)
-                if not page:
-                    break
-                low = INDEXES["by_state"](page[-1]) or low
-                low += b"\x00"
-                doomed = [
-                    task.id
-                    for task in page
-                    if task.id not in live and task.done_at is not None and task.done_at < cutoff
-                ]
-                if doomed:
-                    purged += self.store.delete(doomed)
-        return purged
+        return purge_finished(self.store, chosen, cutoff, reply.result(self._ack_timeout))
 
     def snapshot(self, dest: str | os.PathLike[str]) -> None:
         """Write a consistent, compacted copy of the store to `dest` (a backup)."""
@@ -785,52 +684,6 @@ class TaskService:
                 f"no task service {name!r} is started" if name else "no task service is started"
             )
         return service
-
-
-def _check_cause(cause_type: Any, cause: Any) -> None:
-    if not isinstance(cause_type, str) or not isinstance(cause, str):
-        raise TypeError("cause_type and cause must be str")
-
-
-def _run_item(item: Any) -> tuple[Any, Any, Any, Any]:
-    """One `run_many` item as `(definition, props, cause_type, cause)`, or `TypeError`."""
-    if not isinstance(item, tuple | list) or len(item) != 4:
-        raise TypeError(f"run_many takes (definition, props, cause_type, cause), not {item!r}")
-    return item[0], item[1], item[2], item[3]
-
-
-def _check_start_options(
-    *,
-    max_concurrency: Any,
-    batch_ms: Any,
-    map_size: Any,
-    max_map_size: Any,
-    ack_timeout: Any,
-    metrics_port: Any,
-    metrics_host: Any,
-    recover: Any,
-) -> None:
-    """Raise `ValueError`/`TypeError` for a `TaskService.start` option of the wrong
-    kind, before anything is created."""
-
-    def number(value: Any) -> bool:
-        return isinstance(value, int | float) and not isinstance(value, bool) and value == value
-
-    if not int_at_least(max_concurrency, 1):
-        raise ValueError(f"max_concurrency must be an int >= 1, not {max_concurrency!r}")
-    if not number(batch_ms) or batch_ms < 0:
-        raise ValueError(f"batch_ms must be a number of milliseconds >= 0, not {batch_ms!r}")
-    for label, size in (("map_size", map_size), ("max_map_size", max_map_size)):
-        if size is not None and not int_at_least(size, 1):
-            raise ValueError(f"{label} must be None or an int of bytes >= 1, not {size!r}")
-    if not number(ack_timeout) or ack_timeout <= 0:
-        raise ValueError(f"ack_timeout must be a number of seconds > 0, not {ack_timeout!r}")
-    if metrics_port is not None and not (int_at_least(metrics_port, 0) and metrics_port < 65536):
-        raise ValueError(f"metrics_port must be None or a port 0-65535, not {metrics_port!r}")
-    if not isinstance(metrics_host, str):
-        raise TypeError(f"metrics_host must be a str, not {type(metrics_host).__name__}")
-    if not isinstance(recover, bool):
-        raise TypeError(f"recover must be a bool, not {type(recover).__name__}")
 
 
 class _TaskApi:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..definition import TaskDefinition
+from ..storage.views import Views
 from .live import LiveTask, Runtime
 from .mailbag import Mailbag
 from .messages import Drain
@@ -27,6 +28,8 @@ class SupervisorBase(FastActor):
     """The supervisor's shared state (set by `Supervisor.__init__`) and its inner calls."""
 
     _rt: Runtime
+    _views: Views
+    """Queries of the store: the supervisor never builds index keys itself."""
     _definitions: dict[str, TaskDefinition[Any, Any]]
     _max_concurrency: int
     _live: dict[str, LiveTask]

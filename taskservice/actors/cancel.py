@@ -5,7 +5,6 @@ from __future__ import annotations
 import msgspec
 
 from ..model import ACTIVE_STATES, SUBTASK_CAUSE_TYPE, Task
-from ..storage.keys import encode_key, prefix_end
 from .base import SupervisorBase
 from .live import LiveTask, log_unwritten, now_ms
 from .messages import Cancel
@@ -31,11 +30,9 @@ class CancelMixin(SupervisorBase):
             for live in list(self._live.values()):
                 if (live.task.cause_type, live.task.cause) == cause:
                     count += self._cancel_live(live)
+            views = self._views
             for state in (*ACTIVE_STATES, "interrupted"):
-                prefix = encode_key((*cause, state))
-                for stored in self._rt.store.scan(
-                    "by_cause_state", prefix, prefix_end(prefix), 1_000_000
-                ):
+                for stored in list(views.every(views.tasks_by_cause_and_state, *cause, state)):
                     if stored.id not in self._live:
                         count += self._cancel_stored(stored)
         message.reply.set_result(count)
@@ -48,8 +45,7 @@ class CancelMixin(SupervisorBase):
         count = 1
         for child in list(live.children.values()):
             count += self._cancel_live(child)
-        prefix = encode_key((SUBTASK_CAUSE_TYPE, live.id))
-        for stored in self._rt.store.scan("by_cause_start", prefix, prefix_end(prefix), 1_000_000):
+        for stored in self._subtasks_of(live.id):
             if stored.id not in self._live:
                 count += self._cancel_stored(stored)  # e.g. interrupted by a crash
         if live in self._queue:
@@ -64,8 +60,7 @@ class CancelMixin(SupervisorBase):
         if task.is_terminal:
             return 0
         count = 1
-        prefix = encode_key(("task_Task", task.id))
-        for child in self._rt.store.scan("by_cause_start", prefix, prefix_end(prefix), 1_000_000):
+        for child in self._subtasks_of(task.id):
             live = self._live.get(child.id)
             count += self._cancel_live(live) if live is not None else self._cancel_stored(child)
         cancelled = msgspec.structs.replace(
@@ -73,3 +68,8 @@ class CancelMixin(SupervisorBase):
         )
         self._rt.store.submit((cancelled,), log_unwritten)
         return count
+
+    def _subtasks_of(self, task_id: str) -> list[Task]:
+        """The stored subtasks a task started directly (read before any is changed)."""
+        views = self._views
+        return list(views.every(views.tasks_by_cause_and_start, SUBTASK_CAUSE_TYPE, task_id))

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 from ..errors import ServiceStopped
 from ..model import ACTIVE_STATES, Task
-from ..storage.keys import encode_key, prefix_end
 from .base import SupervisorBase
 from .live import LiveTask
 from .messages import Drain, LiveIds, Recover
@@ -25,8 +23,7 @@ class RecoveryMixin(SupervisorBase):
         unknown: list[Task] = []
         found: list[Task] = []
         for state in ACTIVE_STATES:
-            low = encode_key((state,))
-            found.extend(self._rt.store.scan("by_state", low, prefix_end(low), sys.maxsize))
+            found.extend(self._views.every(self._views.tasks_by_state, state))
         for task in found:
             definition = self._definitions.get(task.name)
             if definition is None:

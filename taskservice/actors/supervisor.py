@@ -20,6 +20,7 @@ from ..definition import TaskDefinition
 from ..errors import ServiceStopped
 from ..model import RunReply, RunTask, Task, int_at_least
 from ..storage.base import Checked, StoreError
+from ..storage.views import Views
 from ..values import describe_error
 from .admission import admit, reusable, run_reply
 from .attempts import AttemptsMixin
@@ -80,6 +81,7 @@ class Supervisor(AttemptsMixin, CancelMixin, RecoveryMixin, SupervisorBase):
     ) -> None:
         super().__init__()
         self._rt = runtime
+        self._views = Views(runtime.store)
         self._definitions = definitions
         self._max_concurrency = max_concurrency
         self._live: dict[str, LiveTask] = {}

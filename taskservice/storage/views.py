@@ -12,6 +12,7 @@ less gives an empty page.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,24 @@ class Views:
                 raise ValueError(f"cursor task {gt!r} does not exist")
             return self._cursor_key(index, prefix, task)
         return encode_key((*prefix, gt))
+
+    # -- whole ranges (recovery, cancel, purge, metrics) ----------------------
+
+    def every(self, view: Callable[..., list[Task]], *key: str, page: int = 1000) -> Iterator[Task]:
+        """Every task a paged view gives for `key`, page after page:
+        `views.every(views.tasks_by_state, "running")`."""
+        gt: Cursor = None
+        while True:
+            found = view(*key, gt=gt, limit=page)
+            yield from found
+            if len(found) < page:
+                return
+            gt = found[-1]
+
+    def count_by_state(self, state: str) -> int:
+        """How many stored tasks are in `state` (reads index keys only)."""
+        low = encode_key((_known(state),))
+        return self._store.count_range("by_state", low, prefix_end(low))
 
     def task(self, task_id: str) -> Task | None:
         """One task by id, or None."""
