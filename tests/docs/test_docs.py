@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 GENERATOR = DOCS / "gen_api.py"
 API = DOCS / "api.md"
-COMPILED_DOCS = ("concepts.md", "operations.md")
+COMPILED_DOCS = ("concepts.md", "guide.md", "operations.md")
 """Docs whose ```python blocks must compile."""
 
 FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)$")
