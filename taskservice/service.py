@@ -8,46 +8,37 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
-import msgspec
 import pykka
-from prometheus_client import CollectorRegistry
 
-from .actors.live import LiveTask, Runtime, new_id, now_ms
-from .actors.messages import Cancel, Drain, LiveIds, Recover, Run, RunMany
-from .actors.reply import wait_reply
+from .actors.live import Runtime, now_ms
+from .actors.messages import Drain, LiveIds, Recover
 from .actors.scheduler import Scheduler
-from .actors.subscribers import DEFAULT_MAX_QUEUE, SubscriberPool, SubscriberRef
+from .actors.subscribers import SubscriberPool
 from .actors.supervisor import Supervisor
 from .actors.trigger_bus import (
     Audience,
     Publish,
-    Subscribe,
     TriggerBus,
-    Unsubscribe,
 )
-from .context import Definition
 from .definition import TaskDefinition
-from .errors import ServiceStopped, UnknownDefinition
+from .errors import ServiceStopped
 from .executors import EXECUTORS, ProcessExecutor, RemoteExecutor, default_executor
 from .metrics.hooks import MetricsHooks
-from .metrics.prometheus import MetricsServer, PrometheusMetrics, wsgi_app
+from .metrics.prometheus import MetricsServer, PrometheusMetrics
 from .model import (
-    SUBTASK_CAUSE_TYPE,
     Client,
-    Health,
     Task,
-    TaskStateChanged,
     int_at_least,
 )
+from .observing import Observing
 from .options import DEFAULT_MAX_CONCURRENCY, ServiceOptions
-from .requests import check_cause, prepare_run, run_item
-from .runs import Pending, TaskRun, task_run
-from .storage import Durability, StoreError, TaskStore, Views, open_store
+from .runs import TaskRun
+from .storage import Durability, TaskStore, Views, open_store
 from .storage.purge import check_purge, purge_finished
-from .watching import watch_cause
+from .submitting import Submitting
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "TaskRun", "TaskService"]
 
@@ -60,7 +51,7 @@ DEFAULT_PATH = "./taskservice-data"
 """Where the embedded LMDB store lives unless `path` says otherwise."""
 
 
-class TaskService:
+class TaskService(Submitting, Observing):
     """A running task service: supervisor, trigger bus, store and scheduler.
 
     Start one with `TaskService.start(...)` (or as a context manager); run
@@ -205,345 +196,6 @@ class TaskService:
         """The supervisor actor: other actors send it `RunTask` messages."""
         self.runtime.supervisor = self.supervisor
 
-    # -- running tasks --------------------------------------------------------
-
-    def run(
-        self,
-        definition: TaskDefinition[Any, R] | str,
-        props: dict[str, Any],
-        cause_type: str,
-        cause: str,
-        expire: int | None = None,
-        client: Client | None = None,
-    ) -> TaskRun[R]:
-        """Create or reuse a task in a cause and run it; returns once it is stored.
-
-        A task of the same definition and props in the same cause (and for the
-        same client) is reused unless older than `expire` ms: joined while it
-        runs, its result returned if it finished. Failed and cancelled tasks
-        are not reused.
-        """
-        return self._start(definition, props, cause_type, cause, expire=expire, client=client)
-
-    def _start(
-        self,
-        definition: TaskDefinition[Any, R] | str,
-        props: dict[str, Any] | Any,
-        cause_type: str,
-        cause: str,
-        *,
-        expire: int | None,
-        client: Client | None,
-        parent: LiveTask | None = None,
-        progress_factor: float = 1.0,
-    ) -> TaskRun[R]:
-        run = self._submit(
-            definition,
-            props,
-            cause_type,
-            cause,
-            expire=expire,
-            client=client,
-            parent=parent,
-            progress_factor=progress_factor,
-        )
-        return task_run(run.reply.result(self._ack_timeout), run.definition.result_converter)
-
-    def submit_subtask(
-        self,
-        parent: LiveTask,
-        definition: Definition[Any] | str,
-        props: dict[str, Any],
-        *,
-        progress_factor: float,
-        expire: int | None,
-    ) -> Pending:
-        """A running task's subtask (the runtime's `Gateway`): validated on the calling
-        thread, handed to the supervisor; wait on the returned `Pending`."""
-        run = self._submit(
-            definition,  # type: ignore[arg-type]
-            props,
-            SUBTASK_CAUSE_TYPE,
-            parent.id,
-            expire=expire,
-            client=None,
-            parent=parent,
-            progress_factor=progress_factor,
-        )
-        return Pending(run.reply, run.definition.result_converter, self._ack_timeout)
-
-    def run_many(
-        self,
-        runs: Iterable[tuple[TaskDefinition[Any, Any] | str, dict[str, Any] | Any, str, str]],
-        expire: int | None = None,
-        client: Client | None = None,
-    ) -> list[TaskRun[Any]]:
-        """`run` for many `(definition, props, cause_type, cause)` at once.
-
-        Every run is validated first (a bad one raises and nothing is started);
-        then all are handed to the supervisor together and acknowledged
-        together, so in `durable` mode they share fsyncs instead of paying one
-        each. Returns the runs in order.
-        """
-        prepared = [
-            self._prepare(definition, props, cause_type, cause, expire=expire, client=client)
-            for definition, props, cause_type, cause in map(run_item, runs)
-        ]
-        if not prepared:
-            return []
-        self._hand_over(RunMany(prepared))
-        return [
-            task_run(run.reply.result(self._ack_timeout), run.definition.result_converter)
-            for run in prepared
-        ]
-
-    async def run_async(
-        self,
-        definition: TaskDefinition[Any, R] | str,
-        props: dict[str, Any] | Any,
-        cause_type: str,
-        cause: str,
-        expire: int | None = None,
-        client: Client | None = None,
-    ) -> TaskRun[R]:
-        """`run` for asyncio: waits for the acknowledgement without blocking the loop.
-
-        `await (await service.run_async(...))` waits for the result too.
-        """
-        run = self._submit(definition, props, cause_type, cause, expire=expire, client=client)
-        outcome = await wait_reply(run.reply, self._ack_timeout)
-        return task_run(outcome, run.definition.result_converter)
-
-    def _submit(
-        self,
-        definition: TaskDefinition[Any, R] | str,
-        props: dict[str, Any] | Any,
-        cause_type: str,
-        cause: str,
-        *,
-        expire: int | None,
-        client: Client | None,
-        parent: LiveTask | None = None,
-        progress_factor: float = 1.0,
-    ) -> Run:
-        """Validate and hash on the caller's thread; hand the run to the supervisor."""
-        run = self._prepare(
-            definition,
-            props,
-            cause_type,
-            cause,
-            expire=expire,
-            client=client,
-            parent=parent,
-            progress_factor=progress_factor,
-        )
-        self._hand_over(run)
-        return run
-
-    def _prepare(
-        self,
-        definition: TaskDefinition[Any, R] | str,
-        props: dict[str, Any] | Any,
-        cause_type: str,
-        cause: str,
-        *,
-        expire: int | None,
-        client: Client | None,
-        parent: LiveTask | None = None,
-        progress_factor: float = 1.0,
-    ) -> Run:
-        """A validated, hashed run request (raises on bad input; nothing is sent)."""
-        if self._stopped:
-            raise ServiceStopped(f"task service {self.name!r} is stopped")
-        failure = self.store.write_failure
-        if failure is not None:
-            raise StoreError(str(failure))  # the disk refuses writes: no new work
-        return prepare_run(
-            self.definitions,
-            definition,
-            props,
-            cause_type,
-            cause,
-            expire=expire,
-            client=client,
-            parent=parent,
-            progress_factor=progress_factor,
-        )
-
-    def _hand_over(self, run: Run | RunMany) -> None:
-        try:
-            self.supervisor.tell(run)
-        except pykka.ActorDeadError:
-            raise ServiceStopped(f"task service {self.name!r} is stopped") from None
-
-    def trigger(
-        self,
-        name: str,
-        props: dict[str, Any],
-        *,
-        cause_type: str = "trigger",
-        cause: str | None = None,
-        service: str | None = None,
-    ) -> list[TaskRun[Any]]:
-        """Start every definition listening to trigger `name`; returns their runs.
-
-        A definition listens to its `trigger` name (when set) and always to
-        `runTask_<service>_<name>`. No listener: an empty list.
-        """
-        if not isinstance(name, str):
-            raise TypeError(f"a trigger name is a str, not {type(name).__name__}")
-        if not isinstance(props, dict | msgspec.Struct):  # a Struct: for typed props
-            raise TypeError(f"props must be a dict, not {type(props).__name__}")
-        for label, value in (("cause", cause), ("service", service)):
-            if value is not None and not isinstance(value, str):
-                raise TypeError(f"{label} must be a str or None, not {type(value).__name__}")
-        runs: list[TaskRun[Any]] = []
-        for definition in list(self.definitions.values()):
-            own_service = definition.service or self.name
-            if service is not None and own_service != service:
-                continue
-            names = {f"runTask_{own_service}_{definition.name}"}
-            if definition.trigger_name:
-                names.add(definition.trigger_name)
-            if name in names:
-                runs.append(
-                    self.run(
-                        definition, props, cause_type, cause if cause is not None else new_id()
-                    )
-                )
-        return runs
-
-    def action(
-        self, name: str, props: dict[str, Any], client: Client | None = None
-    ) -> TaskRun[Any]:
-        """Start the definition exposed as action `name` for a client.
-
-        The cause is `("command", <new id>)`; the client is added to the props
-        (and so to the hash).
-        """
-        for definition in self.definitions.values():
-            if definition.action_name == name:
-                client = client or Client()
-                with_client = {**props, "client": {"user": client.user, "session": client.session}}
-                return self.run(definition, with_client, "command", new_id(), client=client)
-        raise UnknownDefinition(f"no task definition has the action {name!r}")
-
-    # -- cancel ---------------------------------------------------------------
-
-    def cancel(self, task_id: str) -> int:
-        """Cancel a task and its subtasks; returns how many tasks were cancelled.
-
-        Idempotent: cancelling a finished or cancelled task does nothing.
-        """
-        if not isinstance(task_id, str):
-            raise TypeError(f"a task id is a str, not {type(task_id).__name__}")
-        return self._cancel(Cancel(concurrent.futures.Future(), task_id=task_id))
-
-    def cancel_cause(self, cause_type: str, cause: str) -> int:
-        """Cancel every unfinished task of a cause, with their subtasks."""
-        check_cause(cause_type, cause)
-        return self._cancel(Cancel(concurrent.futures.Future(), cause=(cause_type, cause)))
-
-    def _cancel(self, message: Cancel) -> int:
-        self.supervisor.tell(message)
-        count = message.reply.result(self._ack_timeout)
-        if count:
-            self.store.flush(self._ack_timeout)  # the cancelled records are committed
-        return count
-
-    # -- subscriptions --------------------------------------------------------
-
-    def subscribe(
-        self,
-        subscriber: pykka.ActorRef[Any] | Callable[[Any], object],
-        pattern: str = "*",
-        *,
-        max_queue: int = DEFAULT_MAX_QUEUE,
-    ) -> pykka.ActorRef[Any]:
-        """Deliver state messages whose trigger name matches `pattern` (exact or glob).
-
-        `subscriber` is a pykka actor ref, or a callable. A callable is run by
-        the service's small pool of subscriber threads, one message at a time
-        and in order; up to `max_queue` messages wait for it, and when more
-        arrive the oldest waiting one is dropped (counted in the returned
-        ref's `dropped`). Returns the subscribed actor ref (for `unsubscribe`).
-        """
-        if not isinstance(pattern, str):
-            raise TypeError(f"pattern must be a str, not {type(pattern).__name__}")
-        ref = self._subscriber_ref(subscriber, max_queue)
-        self.bus.ask(Subscribe(ref=ref, pattern=pattern))
-        return ref
-
-    def subscribe_cause(
-        self,
-        subscriber: pykka.ActorRef[Any] | Callable[[Any], object],
-        cause_type: str,
-        cause: str,
-        *,
-        max_queue: int = DEFAULT_MAX_QUEUE,
-    ) -> pykka.ActorRef[Any]:
-        """Deliver every state message of the tasks of one cause (`max_queue`: as
-        for `subscribe`)."""
-        ref = self._subscriber_ref(subscriber, max_queue)
-        self.bus.ask(Subscribe(ref=ref, cause=(cause_type, cause)))
-        return ref
-
-    def unsubscribe(self, subscriber: pykka.ActorRef[Any], pattern: str | None = None) -> None:
-        """Stop deliveries to a subscriber (or only those of one pattern).
-
-        A callable's subscriber ends (after the messages already queued for
-        it) once it has no pattern left: when `pattern` is None.
-        """
-        if not isinstance(subscriber, pykka.ActorRef):
-            raise TypeError(
-                f"unsubscribe takes the ref subscribe returned, not {type(subscriber).__name__}"
-            )
-        if pattern is not None and not isinstance(pattern, str):
-            raise TypeError(f"pattern must be a str or None, not {type(pattern).__name__}")
-        self.bus.ask(Unsubscribe(ref=subscriber, pattern=pattern))
-        if isinstance(subscriber, SubscriberRef) and pattern is None:
-            subscriber.stop(block=False)
-
-    def _subscriber_ref(
-        self, subscriber: pykka.ActorRef[Any] | Callable[[Any], object], max_queue: int
-    ) -> pykka.ActorRef[Any]:
-        if not int_at_least(max_queue, 1):
-            raise ValueError(f"max_queue must be an int >= 1, not {max_queue!r}")
-        if isinstance(subscriber, pykka.ActorRef):
-            return subscriber
-        if callable(subscriber):
-            return self._subscriber_pool.add(subscriber, max_queue)
-        raise TypeError(f"a subscriber is an ActorRef or a callable, not {subscriber!r}")
-
-    async def watch(
-        self,
-        cause_type: str,
-        cause: str,
-        *,
-        until_done: bool = True,
-        first_task_timeout: float | None = None,
-    ) -> AsyncIterator[Task | TaskStateChanged]:
-        """Follow one cause from asyncio: first its tasks, then every change.
-
-        Yields each stored task of the cause (a consistent snapshot), then a
-        `TaskStateChanged` for every state or progress change after it, in
-        order per task. With `until_done`, ends once the cause has tasks and
-        every task seen is terminal (at once if the snapshot is already all
-        terminal).
-
-        A cause with no task yet is waited for: the iterator goes on with the
-        `TaskStateChanged` messages of the cause's first task from its
-        creation (a stream opened before the `run` misses nothing).
-        `first_task_timeout` (seconds; None: wait for ever) bounds that wait:
-        if no task of the cause appears within it, the iterator raises
-        `TimeoutError`. It bounds nothing after the first task. A negative
-        `first_task_timeout` raises `ValueError` (at the first iteration).
-        """
-        async for item in watch_cause(
-            self, cause_type, cause, until_done=until_done, first_task_timeout=first_task_timeout
-        ):
-            yield item
-
     def executor(self, name: str) -> RemoteExecutor:
         """The executor of that name (`process`, `ray`), made on first use unless given
         to `start(executors=...)`."""
@@ -566,31 +218,6 @@ class TaskService:
         return found
 
     # -- operations -----------------------------------------------------------
-
-    def health(self) -> Health:
-        """Whether the service takes work, and if not, why (for health and readiness
-        checks): stopped, or a store that cannot write its acknowledged changes."""
-        failure = self.store.write_failure
-        return Health(
-            ok=not self._stopped and failure is None,
-            stopped=self._stopped,
-            store_error=None if failure is None else str(failure),
-            unwritten=self.store.stats.unwritten,
-        )
-
-    def _registry(self) -> CollectorRegistry:
-        if not isinstance(self.metrics, PrometheusMetrics):
-            raise RuntimeError("this service was started with metrics that are not Prometheus")
-        return self.metrics.registry
-
-    @property
-    def metrics_registry(self) -> CollectorRegistry:
-        """The service's own Prometheus registry."""
-        return self._registry()
-
-    def metrics_wsgi_app(self) -> Callable[..., Any]:
-        """A WSGI app serving this service's metrics, to mount in any WSGI server."""
-        return wsgi_app(self._registry())
 
     def purge(
         self,

@@ -27,6 +27,10 @@ from tests.crash.workload import write_line  # noqa: E402
 
 MAX_INTERRUPTIONS = 2
 
+_reported = threading.Event()
+"""Set once `CREATED` is printed: the task may start (and kill the process) as soon
+as `run()` is answered, before the main thread has printed it."""
+
 
 def definition(log: str) -> TaskDefinition[dict[str, Any], None]:
     """`poison`: logs its execution, then kills the process it runs in."""
@@ -34,6 +38,7 @@ def definition(log: str) -> TaskDefinition[dict[str, Any], None]:
     def poison(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(f"E {ctx.task_id} {ctx.attempt}\n")
+        _reported.wait(30)
         os.kill(os.getpid(), signal.SIGKILL)
 
     return TaskDefinition("poison", poison, max_interruptions=MAX_INTERRUPTIONS)
@@ -45,6 +50,7 @@ def main(data: str, log: str, mode: str) -> None:
     if mode == "new":
         run = service.run(poison, {}, "upload", "u1")
         write_line(f"CREATED {run.task}")
+    _reported.set()
     threading.Event().wait(60)
     write_line("ALIVE")
     sys.exit(1)
