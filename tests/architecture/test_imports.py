@@ -118,19 +118,10 @@ def test_nothing_below_the_service_imports_it() -> None:
         assert "taskservice.service" not in targets, f"{name} imports the service"
 
 
-NOT_SPLIT_YET = {
-    "taskservice.cli",
-    "taskservice.metrics.prometheus",
-    "taskservice.storage.lmdb_store",
-}
-"""Modules still above the limit while they are being split (this set only shrinks)."""
-
-
 def test_no_module_is_longer_than_500_lines() -> None:
     long = {
         name: lines
         for name, path in modules().items()
         if (lines := len(path.read_text().splitlines())) > MAX_LINES
     }
-    assert not set(long) - NOT_SPLIT_YET, f"modules above {MAX_LINES} lines: {long}"
-    assert not NOT_SPLIT_YET - set(long), "a module was split: take it out of NOT_SPLIT_YET"
+    assert not long, f"modules above {MAX_LINES} lines: {long}"
