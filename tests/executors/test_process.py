@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from taskservice import TaskDefinition, TaskFailed, TaskService  # noqa: E402
-from tests.executors import process_defs as defs  # noqa: E402
-from tests.executors.helpers import wait_dead, wait_for_file  # noqa: E402
+from taskservice import TaskDefinition, TaskFailed, TaskService
+from tests.executors import process_defs as defs
+from tests.executors.helpers import wait_dead, wait_for_file
 
 
 @pytest.fixture(scope="module")

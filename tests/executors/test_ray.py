@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +11,12 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'taskservice[ray]'")
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from taskservice import TaskFailed, TaskService
+from taskservice.executors.ray_executor import RayExecutor
+from tests.executors import ray_defs as defs
+from tests.executors.helpers import wait_dead, wait_for_file
 
-from taskservice import TaskFailed, TaskService  # noqa: E402
-from taskservice.executors.ray_executor import RayExecutor  # noqa: E402
-from tests.executors import ray_defs as defs  # noqa: E402
-from tests.executors.helpers import wait_dead, wait_for_file  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,13 +9,9 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from taskservice import TaskContext, TaskDefinition, TaskService  # noqa: E402
-from taskservice.actors.live import now_ms  # noqa: E402
-from tests.storage.helpers import assert_indexes_consistent  # noqa: E402
+from taskservice import TaskContext, TaskDefinition, TaskService
+from taskservice.actors.live import now_ms
+from tests.storage.helpers import assert_indexes_consistent
 
 
 def echo(props: dict[str, Any], ctx: TaskContext, emit: Any) -> Any:

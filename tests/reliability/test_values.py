@@ -7,7 +7,6 @@ durability mode where the item applies.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from taskservice import (  # noqa: E402
+from taskservice import (
     Client,
     PropsError,
     RunTask,
@@ -30,9 +25,9 @@ from taskservice import (  # noqa: E402
     TaskFailed,
     TaskService,
 )
-from taskservice.storage import LmdbStore  # noqa: E402
-from tests.reliability import value_defs  # noqa: E402
-from tests.storage.helpers import assert_indexes_consistent, make_task  # noqa: E402
+from taskservice.storage import LmdbStore
+from tests.reliability import value_defs
+from tests.storage.helpers import assert_indexes_consistent, make_task
 
 MODES = ["durable", "batched", "memory"]
 
