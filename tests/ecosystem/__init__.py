@@ -1,0 +1,1 @@
+"""Use beside other tools: asyncio, the command line, packaging, framework recipes, signals."""

@@ -17,8 +17,7 @@ from taskservice import (
     TaskFailed,
     TaskStateChanged,
 )
-
-from .conftest import StartService
+from tests.services import StartService
 
 
 def double(props: dict[str, Any], ctx: TaskContext, emit: Any) -> int:

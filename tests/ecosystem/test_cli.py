@@ -16,8 +16,7 @@ import pytest
 from taskservice import TaskContext, TaskDefinition, TaskService
 from taskservice.model import Task, props_hash
 from taskservice.storage import LmdbStore
-
-from .conftest import taskservice
+from tests.ecosystem.helpers import taskservice
 
 
 def flaky(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:

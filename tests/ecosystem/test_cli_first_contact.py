@@ -25,8 +25,7 @@ import taskservice as taskservice_package
 from taskservice import TaskContext, TaskDefinition, TaskFailed, TaskNoRetry, TaskService
 from taskservice.cli import _parser
 from taskservice.storage import LmdbStore
-
-from .conftest import taskservice
+from tests.ecosystem.helpers import taskservice
 
 MARKUP_CAUSE = "[/x]u[bold]1"
 """A cause that rich would fail on ("closing tag '[/x]' doesn't match") if read as markup."""

@@ -17,14 +17,12 @@ from typing import Any
 
 import pytest
 
+from taskservice import TaskContext, TaskDefinition
+from taskservice.storage import LmdbStore
+from tests.ecosystem.helpers import Lines, writers_of
+from tests.services import StartService
+
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from taskservice import TaskContext, TaskDefinition  # noqa: E402
-from taskservice.storage import LmdbStore  # noqa: E402
-
-from .conftest import Lines, StartService, writers_of  # noqa: E402
 
 
 @contextlib.contextmanager

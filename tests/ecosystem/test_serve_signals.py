@@ -25,8 +25,7 @@ import pytest
 from taskservice.model import Task, props_hash
 from taskservice.stop_signals import StopSignals
 from taskservice.storage import LmdbStore
-
-from .conftest import writers_of
+from tests.ecosystem.helpers import writers_of
 
 MARKERS = {
     "spawn": None,

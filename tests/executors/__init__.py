@@ -1,0 +1,1 @@
+"""Where task code runs: the executor contract (thread, process, ray) and each executor's own."""

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from taskservice import TaskFailed, TaskService
+from taskservice import TaskFailed
 from tests.executors.helpers import wait_for_file
 from tests.executors.orphan_defs import TICKER
+from tests.services import Services
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,25 +99,24 @@ def test_a_killed_service_takes_its_worker_and_the_workers_children_along(
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_cancelling_a_task_kills_what_its_worker_started(tmp_path: Path) -> None:
+def test_cancelling_a_task_kills_what_its_worker_started(
+    tmp_path: Path, services: Services
+) -> None:
     """The service kills a worker's whole process group, not the worker alone."""
     tick_file = tmp_path / "ticks"
-    service = TaskService.start(tmp_path / "data", [TICKER], name="orphans-cancel")
+    service = services([TICKER], name="orphans-cancel")
+    run = service.run(TICKER, {"ticks": str(tick_file), "pids": f"{tick_file}.pids"}, "o", "1")
+    worker, grandchild = map(int, wait_for_file(Path(f"{tick_file}.pids")).split())
+    pidfds = [os.pidfd_open(worker), os.pidfd_open(grandchild)]
     try:
-        run = service.run(TICKER, {"ticks": str(tick_file), "pids": f"{tick_file}.pids"}, "o", "1")
-        worker, grandchild = map(int, wait_for_file(Path(f"{tick_file}.pids")).split())
-        pidfds = [os.pidfd_open(worker), os.pidfd_open(grandchild)]
-        try:
-            assert service.cancel(run.task) == 1
-            with pytest.raises(TaskFailed, match="cancelled"):
-                run.result(timeout=30)
-            assert wait_exit(pidfds[0], BOUND), f"worker {worker} still runs"
-            assert wait_exit(pidfds[1], BOUND), f"grandchild {grandchild} still runs"
-        finally:
-            for pidfd in pidfds:
-                os.close(pidfd)
-            for pid in (worker, grandchild):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        assert service.cancel(run.task) == 1
+        with pytest.raises(TaskFailed, match="cancelled"):
+            run.result(timeout=30)
+        assert wait_exit(pidfds[0], BOUND), f"worker {worker} still runs"
+        assert wait_exit(pidfds[1], BOUND), f"grandchild {grandchild} still runs"
     finally:
-        service.stop(timeout=5)
+        for pidfd in pidfds:
+            os.close(pidfd)
+        for pid in (worker, grandchild):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from taskservice.context import TaskContext
 from taskservice.definition import Emit
 from taskservice.service import TaskService
+from tests.services import StartService
 
 __all__ = [
     "Props",
@@ -27,9 +28,6 @@ T = TypeVar("T")
 
 Props = dict[str, Any]
 """The props type of the test definitions."""
-
-StartService = Callable[..., TaskService]
-"""The `start_service` fixture: `start_service(definitions, **options)` -> a started service."""
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds an "eventually" wait gives the service before the test fails."""

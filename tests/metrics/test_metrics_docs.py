@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from metrics_support import StartService
 
 from taskservice.service import TaskService
+from tests.metrics.metrics_support import StartService
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "dashboards" / "taskservice.json"

@@ -11,10 +11,17 @@ from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from metrics_support import StartService, eventually_equal, key, noop, parse_samples, sample
 
 from taskservice.definition import ServiceStopped, TaskDefinition
 from taskservice.service import TaskService
+from tests.metrics.metrics_support import (
+    StartService,
+    eventually_equal,
+    key,
+    noop,
+    parse_samples,
+    sample,
+)
 
 P = "taskservice_"
 

@@ -8,15 +8,6 @@ from typing import Any
 import msgspec
 import pykka
 import pytest
-from metrics_support import (
-    Props,
-    StartService,
-    eventually,
-    eventually_equal,
-    label_values,
-    noop,
-    sample,
-)
 from prometheus_client import generate_latest
 
 from taskservice.context import TaskContext
@@ -25,6 +16,15 @@ from taskservice.metrics.hooks import MetricsHooks
 from taskservice.model import STATES
 from taskservice.service import TaskService
 from taskservice.storage import LmdbStore
+from tests.metrics.metrics_support import (
+    Props,
+    StartService,
+    eventually,
+    eventually_equal,
+    label_values,
+    noop,
+    sample,
+)
 
 P = "taskservice_"
 

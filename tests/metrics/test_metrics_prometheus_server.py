@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from metrics_support import Props, StartService, eventually_equal, noop, sample
 
 from taskservice.context import TaskContext
 from taskservice.definition import Emit, TaskDefinition, TaskFailed
+from tests.metrics.metrics_support import Props, StartService, eventually_equal, noop, sample
 
 P = "taskservice_"
 ROOT = Path(__file__).resolve().parents[2]

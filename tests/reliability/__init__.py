@@ -1,0 +1,1 @@
+"""Hostile input and conditions: bad values, a full disk, lifecycle misuse, purge."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from taskservice import (
 )
 from taskservice.actors.messages import Cancel
 from taskservice.storage import StoreFull
+from tests.services import Services
 
 
 def echo(props: dict[str, Any], ctx: TaskContext, emit: Any) -> Any:
@@ -31,21 +31,8 @@ def echo(props: dict[str, Any], ctx: TaskContext, emit: Any) -> Any:
 ECHO = TaskDefinition("echo", echo)
 
 
-@pytest.fixture
-def started(tmp_path: Path) -> Iterator[list[TaskService]]:
-    services: list[TaskService] = []
-    yield services
-    for service in services:
-        service.stop(timeout=5)
-
-
-def test_a_full_store_refuses_runs_clearly_and_stays_readable(
-    tmp_path: Path, started: list[TaskService]
-) -> None:
-    service = TaskService.start(
-        tmp_path / "full", [ECHO], map_size=256 * 1024, max_map_size=256 * 1024
-    )
-    started.append(service)
+def test_a_full_store_refuses_runs_clearly_and_stays_readable(services: Services) -> None:
+    service = services([ECHO], map_size=256 * 1024, max_map_size=256 * 1024)
     first = service.run(ECHO, {"value": "small"}, "c", "1")
     assert first.result(timeout=10) == "small"
     blob = "x" * 4096
@@ -84,8 +71,7 @@ def test_a_store_path_that_cannot_be_created_fails_at_start(tmp_path: Path) -> N
     ids=["raises", "nan", "negative", "not-a-number"],
 )
 def test_a_broken_retry_delay_falls_back_to_the_default(
-    tmp_path: Path,
-    started: list[TaskService],
+    services: Services,
     delay: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -95,8 +81,7 @@ def test_a_broken_retry_delay_falls_back_to_the_default(
         return ctx.attempt
 
     definition = TaskDefinition("flaky", flaky, retry_delay=delay, max_retries=2)
-    service = TaskService.start(tmp_path / "delay", [definition])
-    started.append(service)
+    service = services([definition])
     with caplog.at_level(logging.ERROR, logger="taskservice.supervisor"):
         run = service.run(definition, {}, "c", "1")
         assert run.result(timeout=10) == 2
@@ -107,9 +92,7 @@ def test_a_broken_retry_delay_falls_back_to_the_default(
     assert "retry_delay failed" in caplog.text
 
 
-def test_an_unstorable_result_fails_the_task_without_retries(
-    tmp_path: Path, started: list[TaskService]
-) -> None:
+def test_an_unstorable_result_fails_the_task_without_retries(services: Services) -> None:
     attempts: list[int] = []
 
     def bad_result(props: dict[str, Any], ctx: TaskContext, emit: Any) -> Any:
@@ -117,8 +100,7 @@ def test_an_unstorable_result_fails_the_task_without_retries(
         return {"when": object()}
 
     definition = TaskDefinition("badResult", bad_result)
-    service = TaskService.start(tmp_path / "result", [definition, ECHO])
-    started.append(service)
+    service = services([definition, ECHO])
     run = service.run(definition, {}, "c", "1")
     with pytest.raises(Exception, match="cannot be encoded"):
         run.result(timeout=10)
@@ -126,25 +108,9 @@ def test_an_unstorable_result_fails_the_task_without_retries(
     assert service.run(ECHO, {"value": 1}, "c", "1").result(timeout=10) == 1
 
 
-def start_in(
-    durability: str,
-    tmp_path: Path,
-    started: list[TaskService],
-    definition: TaskDefinition[Any, Any],
-) -> TaskService:
-    """A service of `durability` (on a fresh store under `tmp_path`) running `definition`."""
-    service = TaskService.start(
-        None if durability == "memory" else tmp_path / "store",
-        [definition],
-        durability=durability,  # type: ignore[arg-type]
-    )
-    started.append(service)
-    return service
-
-
 @pytest.mark.parametrize("durability", ["durable", "memory"])
 def test_unstorable_progress_is_refused_where_it_is_reported(
-    tmp_path: Path, started: list[TaskService], durability: str
+    services: Services, durability: str
 ) -> None:
     refused: list[BaseException] = []
 
@@ -158,7 +124,7 @@ def test_unstorable_progress_is_refused_where_it_is_reported(
         return "ok"
 
     definition = TaskDefinition("reports", reports)
-    service = start_in(durability, tmp_path, started, definition)
+    service = services([definition], durability=durability)
     run = service.run(definition, {}, "c", "1")
     assert run.result(timeout=10) == "ok"
     assert [type(error) for error in refused] == [TypeError, PropsError, PropsError]
@@ -169,9 +135,8 @@ def test_unstorable_progress_is_refused_where_it_is_reported(
     assert (task.progress.action, task.progress.extra) == ("finishing", {"step": "last"})
 
 
-def test_a_client_with_non_str_fields_is_refused(started: list[TaskService]) -> None:
-    service = TaskService.start(None, [ECHO], durability="memory")
-    started.append(service)
+def test_a_client_with_non_str_fields_is_refused(services: Services) -> None:
+    service = services([ECHO], durability="memory")
     for client in (Client(user=5), Client(session=b"x")):  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"client\.(user|session) must be a str or None"):
             service.run(ECHO, {"value": 1}, "c", "1", client=client)
@@ -203,13 +168,13 @@ class OddStack(RuntimeError):
 
 @pytest.mark.parametrize("durability", ["durable", "memory"])
 def test_an_error_with_an_odd_remote_stack_is_stored_with_its_own_traceback(
-    tmp_path: Path, started: list[TaskService], durability: str
+    services: Services, durability: str
 ) -> None:
     def odd(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
         raise OddStack("odd")
 
     definition = TaskDefinition("odd", odd, max_retries=1)
-    service = start_in(durability, tmp_path, started, definition)
+    service = services([definition], durability=durability)
     run = service.run(definition, {}, "c", "1")
     with pytest.raises(Exception, match="odd"):
         run.result(timeout=10)
@@ -245,10 +210,8 @@ def test_bad_start_options_are_refused_before_anything_is_created(
     assert not (tmp_path / "store").exists()
 
 
-def test_cancel_and_subscribe_refuse_arguments_of_the_wrong_type(
-    tmp_path: Path, started: list[TaskService]
-) -> None:
-    service = start_in("durable", tmp_path, started, ECHO)
+def test_cancel_and_subscribe_refuse_arguments_of_the_wrong_type(services: Services) -> None:
+    service = services([ECHO])
     with pytest.raises(TypeError, match="a task id is a str"):
         service.cancel(5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="cause_type and cause must be str"):
@@ -258,12 +221,10 @@ def test_cancel_and_subscribe_refuse_arguments_of_the_wrong_type(
     assert service.run(ECHO, {"value": 1}, "c", "1").result(timeout=10) == 1
 
 
-def test_a_failing_internal_message_answers_its_sender_at_once(
-    tmp_path: Path, started: list[TaskService]
-) -> None:
+def test_a_failing_internal_message_answers_its_sender_at_once(services: Services) -> None:
     # A message that carries its own reply and makes its handler raise: the
     # error reaches the sender instead of leaving it waiting for its timeout.
-    service = start_in("durable", tmp_path, started, ECHO)
+    service = services([ECHO])
     reply: concurrent.futures.Future[int] = concurrent.futures.Future()
     service.supervisor.tell(Cancel(reply, task_id=5))  # type: ignore[arg-type]
     with pytest.raises(AttributeError):
@@ -272,10 +233,9 @@ def test_a_failing_internal_message_answers_its_sender_at_once(
 
 
 def test_run_many_trigger_unsubscribe_and_executor_refuse_bad_arguments(
-    started: list[TaskService],
+    services: Services,
 ) -> None:
-    service = TaskService.start(None, [ECHO], durability="memory")
-    started.append(service)
+    service = services([ECHO], durability="memory")
     for item in [(ECHO, {}), 5]:
         with pytest.raises(TypeError, match=r"run_many takes \(definition, props, cause_type"):
             service.run_many([(ECHO, {"value": 1}, "c", "1"), item])  # type: ignore[list-item]

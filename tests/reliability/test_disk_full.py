@@ -15,19 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from taskservice import StoreError, StoreFull, TaskContext, TaskDefinition, TaskService  # noqa: E402
-from tests.runtime.helpers import wait_for  # noqa: E402
+from taskservice import StoreError, StoreFull, TaskContext, TaskDefinition, TaskService
+from tests.runtime.helpers import wait_for
 
 DISK_BYTES = 8 << 20
 

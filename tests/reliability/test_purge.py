@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from taskservice import TaskContext, TaskDefinition, TaskService  # noqa: E402
-from taskservice.actors.live import now_ms  # noqa: E402
-from tests.storage.helpers import assert_indexes_consistent  # noqa: E402
+from taskservice import TaskContext, TaskDefinition, TaskService
+from taskservice.actors.live import now_ms
+from tests.services import Services
+from tests.storage.helpers import assert_indexes_consistent
 
 
 def echo(props: dict[str, Any], ctx: TaskContext, emit: Any) -> Any:
@@ -36,12 +30,9 @@ def wait_past(moment: int) -> None:
 
 
 @pytest.fixture(params=["durable", "memory"])
-def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskService]:
-    started = TaskService.start(
-        tmp_path / "data", [ECHO], durability=request.param, name=f"purge-{request.param}"
-    )
-    yield started
-    started.stop(timeout=5)
+def service(request: pytest.FixtureRequest, services: Services) -> TaskService:
+    """A service running `ECHO`, in each of these durability modes."""
+    return services([ECHO], durability=request.param, name=f"purge-{request.param}")
 
 
 def test_purge_removes_old_finished_tasks_and_keeps_the_rest(service: TaskService) -> None:

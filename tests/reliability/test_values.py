@@ -7,20 +7,14 @@ durability mode where the item applies.
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from taskservice import (  # noqa: E402
+from taskservice import (
     Client,
     PropsError,
     RunTask,
@@ -30,9 +24,10 @@ from taskservice import (  # noqa: E402
     TaskFailed,
     TaskService,
 )
-from taskservice.storage import LmdbStore  # noqa: E402
-from tests.reliability import value_defs  # noqa: E402
-from tests.storage.helpers import assert_indexes_consistent, make_task  # noqa: E402
+from taskservice.storage import LmdbStore
+from tests.reliability import value_defs
+from tests.services import Services
+from tests.storage.helpers import assert_indexes_consistent, make_task
 
 MODES = ["durable", "batched", "memory"]
 
@@ -42,29 +37,6 @@ def echo(props: dict[str, Any], ctx: TaskContext, emit: Any) -> Any:
 
 
 ECHO = TaskDefinition("echo", echo)
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Any]:
-    """`start(durability, definitions, **options)`: a service on a fresh store, stopped after."""
-    services: list[TaskService] = []
-    count = [0]
-
-    def starter(durability: str, definitions: list[Any], **options: Any) -> TaskService:
-        count[0] += 1
-        service = TaskService.start(
-            None if durability == "memory" else tmp_path / f"store{count[0]}",
-            definitions,
-            durability=durability,  # type: ignore[arg-type]
-            name=f"values{count[0]}",
-            **options,
-        )
-        services.append(service)
-        return service
-
-    yield starter
-    for service in services:
-        service.stop(timeout=5)
 
 
 # -- 1: describing an error never fails -----------------------------------------------
@@ -89,9 +61,9 @@ BAD_PARENT = TaskDefinition("badParent", run_bad_sub, max_retries=1)
 
 @pytest.mark.parametrize("durability", MODES)
 def test_an_exception_whose_str_raises_fails_its_task_and_blocks_no_slot(
-    start: Any, durability: str
+    services: Services, durability: str
 ) -> None:
-    service = start(durability, [BAD_SUB, BAD_PARENT, ECHO], max_concurrency=2)
+    service = services([BAD_SUB, BAD_PARENT, ECHO], durability=durability, max_concurrency=2)
     parents = [service.run(BAD_PARENT, {"i": i}, "c", "c") for i in range(2)]
     for parent in parents:
         with pytest.raises(TaskFailed):
@@ -104,14 +76,14 @@ def test_an_exception_whose_str_raises_fails_its_task_and_blocks_no_slot(
     assert "raise BadStr()" in sub.retries[0].stack
 
 
-def test_an_exception_whose_str_raises_in_a_worker_process_is_reported(start: Any) -> None:
+def test_an_exception_whose_str_raises_in_a_worker_process_is_reported(services: Services) -> None:
     bad = TaskDefinition(
         "badStrRemote", value_defs.raise_bad_str, max_retries=1, executor="process"
     )
     surrogate = TaskDefinition(
         "surrogateRemote", value_defs.raise_surrogate, max_retries=1, executor="process"
     )
-    service = start("durable", [bad, surrogate])
+    service = services([bad, surrogate])
     run = service.run(bad, {}, "c", "c")
     with pytest.raises(TaskFailed, match="BadStr"):
         run.result(timeout=30)
@@ -126,12 +98,14 @@ def test_an_exception_whose_str_raises_in_a_worker_process_is_reported(start: An
 
 
 @pytest.mark.parametrize("durability", MODES)
-def test_error_texts_with_lone_surrogates_are_stored_escaped(start: Any, durability: str) -> None:
+def test_error_texts_with_lone_surrogates_are_stored_escaped(
+    services: Services, durability: str
+) -> None:
     def fail(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
         raise ValueError("odd \udc80 text " + "y" * 100_000)
 
     definition = TaskDefinition("surrogateError", fail, max_retries=1)
-    service = start(durability, [definition])
+    service = services([definition], durability=durability)
     run = service.run(definition, {}, "c", "c")
     with pytest.raises(TaskFailed):
         run.result(timeout=10)
@@ -146,8 +120,10 @@ def test_error_texts_with_lone_surrogates_are_stored_escaped(start: Any, durabil
 
 
 @pytest.mark.parametrize("durability", MODES)
-def test_a_cause_too_long_to_index_is_refused_at_run_naming_it(start: Any, durability: str) -> None:
-    service = start(durability, [ECHO])
+def test_a_cause_too_long_to_index_is_refused_at_run_naming_it(
+    services: Services, durability: str
+) -> None:
+    service = services([ECHO], durability=durability)
     with pytest.raises(ValueError, match=r"cause \(600 bytes\) are too long to index"):
         service.run(ECHO, {"value": 1}, "c", "y" * 600)
     with pytest.raises(ValueError, match="too long to index"):
@@ -165,9 +141,9 @@ def test_a_cause_too_long_to_index_is_refused_at_run_naming_it(start: Any, durab
 
 @pytest.mark.parametrize("durability", MODES)
 def test_concurrent_bad_and_good_runs_every_good_one_ends_and_is_stored(
-    start: Any, durability: str
+    services: Services, durability: str
 ) -> None:
-    service = start(durability, [ECHO])
+    service = services([ECHO], durability=durability)
     good: list[Any] = []
     refused: list[BaseException] = []
     failures: list[BaseException] = []
@@ -292,9 +268,9 @@ def test_a_group_commit_whose_writer_died_is_retried_batch_by_batch(tmp_path: Pa
 @pytest.mark.parametrize("durability", MODES)
 @pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 2**70])
 def test_props_ints_outside_the_storable_range_are_refused(
-    start: Any, durability: str, value: int
+    services: Services, durability: str, value: int
 ) -> None:
-    service = start(durability, [ECHO])
+    service = services([ECHO], durability=durability)
     with pytest.raises(PropsError, match=r"props\['nested'\]\[0\]: int out of the storable"):
         service.run(ECHO, {"nested": [value]}, "c", "c")
     assert service.view.tasks_by_cause_and_start("c", "c") == []
@@ -305,7 +281,7 @@ def test_props_ints_outside_the_storable_range_are_refused(
 
 @pytest.mark.parametrize("durability", MODES)
 def test_a_result_the_store_cannot_encode_fails_at_once_without_retries(
-    start: Any, durability: str
+    services: Services, durability: str
 ) -> None:
     attempts: list[int] = []
 
@@ -314,7 +290,7 @@ def test_a_result_the_store_cannot_encode_fails_at_once_without_retries(
         return 2**70
 
     definition = TaskDefinition("huge", huge, max_retries=3)
-    service = start(durability, [definition])
+    service = services([definition], durability=durability)
     run = service.run(definition, {}, "c", "c")
     with pytest.raises(TaskFailed, match="int out of the storable range"):
         run.result(timeout=10)
@@ -324,11 +300,11 @@ def test_a_result_the_store_cannot_encode_fails_at_once_without_retries(
     assert task is not None and task.state == "failed"
 
 
-def test_a_result_the_store_cannot_encode_in_a_worker_fails_at_once(start: Any) -> None:
+def test_a_result_the_store_cannot_encode_in_a_worker_fails_at_once(services: Services) -> None:
     definition = TaskDefinition(
         "hugeRemote", value_defs.huge_int, max_retries=3, executor="process"
     )
-    service = start("durable", [definition])
+    service = services([definition])
     run = service.run(definition, {}, "c", "c")
     with pytest.raises(TaskFailed, match="cannot be encoded"):
         run.result(timeout=30)
@@ -340,7 +316,9 @@ def test_a_result_the_store_cannot_encode_in_a_worker_fails_at_once(start: Any) 
 
 
 @pytest.mark.parametrize("durability", MODES)
-def test_changing_the_props_dict_after_run_changes_nothing(start: Any, durability: str) -> None:
+def test_changing_the_props_dict_after_run_changes_nothing(
+    services: Services, durability: str
+) -> None:
     gate = threading.Event()
     seen: list[dict[str, Any]] = []
 
@@ -350,7 +328,7 @@ def test_changing_the_props_dict_after_run_changes_nothing(start: Any, durabilit
         return props["a"]
 
     definition = TaskDefinition("hold", hold)
-    service = start(durability, [definition])
+    service = services([definition], durability=durability)
     props: dict[str, Any] = {"a": 1, "items": [1]}
     run = service.run(definition, props, "e", "1")
     props["b"] = 2
@@ -366,7 +344,9 @@ def test_changing_the_props_dict_after_run_changes_nothing(start: Any, durabilit
 
 
 @pytest.mark.parametrize("durability", MODES)
-def test_an_attempt_changing_its_props_changes_nothing_stored(start: Any, durability: str) -> None:
+def test_an_attempt_changing_its_props_changes_nothing_stored(
+    services: Services, durability: str
+) -> None:
     seen: list[Any] = []
 
     def mutate(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
@@ -377,7 +357,7 @@ def test_an_attempt_changing_its_props_changes_nothing_stored(start: Any, durabi
             raise ValueError("again")
 
     definition = TaskDefinition("mutate", mutate, max_retries=3, retry_delay=lambda n: 0)
-    service = start(durability, [definition])
+    service = services([definition], durability=durability)
     run = service.run(definition, {"items": [0]}, "c", "c")
     run.result(timeout=10)
     assert seen == [[0], [0], [0]]  # every attempt got a fresh copy
@@ -409,8 +389,8 @@ TYPED = TaskDefinition("typed", point_result, result_type=Point)
 
 
 @pytest.mark.parametrize("durability", MODES)
-def test_every_caller_gets_the_result_as_stored(start: Any, durability: str) -> None:
-    service = start(durability, [TUPLE, STRUCT_UNTYPED, TYPED])
+def test_every_caller_gets_the_result_as_stored(services: Services, durability: str) -> None:
+    service = services([TUPLE, STRUCT_UNTYPED, TYPED], durability=durability)
     first = service.run(TUPLE, {}, "c", "c")
     assert first.result(timeout=10) == [1, 2]
     reused = service.run(TUPLE, {}, "c", "c")
@@ -435,9 +415,9 @@ def test_a_typed_result_survives_a_restart(tmp_path: Path) -> None:
         assert again.result(timeout=10) == Point(1, 2)
 
 
-def test_a_result_that_does_not_match_its_result_type_fails_the_task(start: Any) -> None:
+def test_a_result_that_does_not_match_its_result_type_fails_the_task(services: Services) -> None:
     wrong = TaskDefinition("wrong", tuple_result, result_type=Point, max_retries=3)
-    service = start("memory", [wrong])
+    service = services([wrong], durability="memory")
     with pytest.raises(TaskFailed, match="result of 'wrong'"):
         service.run(wrong, {}, "c", "c").result(timeout=10)
     with pytest.raises(TypeError, match="result_type"):
@@ -459,8 +439,8 @@ def test_definition_names_must_be_valid_utf8_and_fit_a_key() -> None:
 
 
 @pytest.mark.parametrize("durability", ["durable", "memory"])
-def test_odd_strings_and_clients_are_refused_at_run(start: Any, durability: str) -> None:
-    service = start(durability, [ECHO])
+def test_odd_strings_and_clients_are_refused_at_run(services: Services, durability: str) -> None:
+    service = services([ECHO], durability=durability)
     with pytest.raises(ValueError, match="cause is not valid UTF-8"):
         service.run(ECHO, {}, "c", "\udc80")
     with pytest.raises(PropsError, match=r"props\['v'\]: str is not valid UTF-8"):
@@ -484,7 +464,9 @@ def test_the_nesting_error_names_a_short_path() -> None:
 
 
 @pytest.mark.parametrize("durability", ["durable", "memory"])
-def test_progress_must_be_finite_and_its_extra_is_copied(start: Any, durability: str) -> None:
+def test_progress_must_be_finite_and_its_extra_is_copied(
+    services: Services, durability: str
+) -> None:
     errors: list[str] = []
 
     def report(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
@@ -498,7 +480,7 @@ def test_progress_must_be_finite_and_its_extra_is_copied(start: Any, durability:
         extra["files"].append("changed after")
 
     definition = TaskDefinition("report", report)
-    service = start(durability, [definition])
+    service = services([definition], durability=durability)
     run = service.run(definition, {}, "c", "c")
     run.result(timeout=10)
     assert len(errors) == 2 and all("must be finite" in e for e in errors)

@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import math
 import threading
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,6 +22,7 @@ from hypothesis import strategies as st
 
 from taskservice import TaskContext, TaskDefinition, TaskFailed, TaskRun, TaskService
 from taskservice.model import props_hash
+from tests.services import Services
 
 RESULTS: dict[str, Any] = {}
 """Results for `give_back` to return, by the token in its props (thrown as they are)."""
@@ -133,75 +133,67 @@ class GoodStream:
 
 
 @pytest.mark.parametrize("durability", ["durable", "batched", "memory"])
-def test_random_values_beside_good_runs(tmp_path: Path, durability: str) -> None:
-    service = TaskService.start(
-        None if durability == "memory" else tmp_path / "store",
-        [GIVE_BACK, GOOD, ODD],
-        durability=durability,  # type: ignore[arg-type]
-        name=f"property-{durability}",
-    )
+def test_random_values_beside_good_runs(services: Services, durability: str) -> None:
+    service = services([GIVE_BACK, GOOD, ODD], durability=durability, name=f"property-{durability}")
     tokens = itertools.count()
     seen = {"refused": 0, "accepted": 0, "failed results": 0}
-    try:
-        with GoodStream(service) as stream:
+    with GoodStream(service) as stream:
 
-            @settings(
-                max_examples=60,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-            )
-            @given(
-                props=props_values,
-                cause_type=causes,
-                cause=causes,
-                name=names,
-                result=st.one_of(values, deep),
-            )
-            def throw(
-                props: dict[str, Any], cause_type: str, cause: str, name: str, result: Any
-            ) -> None:
-                # Props and a cause.
-                try:
-                    run = service.run(ODD, props, cause_type, cause)
-                except (TypeError, ValueError):
-                    seen["refused"] += 1
-                else:
-                    seen["accepted"] += 1
-                    _accepted_and_ended(service, run)
-                # A definition name.
-                try:
-                    definition = TaskDefinition(name, echo)
-                except (TypeError, ValueError):
-                    pass
-                else:
-                    if name not in service.definitions:
-                        _accepted_and_ended(service, service.run(definition, {}, "names", "n"))
-                # A result.
-                token = str(next(tokens))
-                RESULTS[token] = result
-                returned = service.run(GIVE_BACK, {"token": token}, "results", "r")
-                try:
-                    value = returned.result(timeout=20)
-                except TaskFailed as failed:
-                    seen["failed results"] += 1
-                    assert "result" in str(failed)
-                else:
-                    assert value == _as_stored(result)
-                _accepted_and_ended(service, returned)
+        @settings(
+            max_examples=60,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        )
+        @given(
+            props=props_values,
+            cause_type=causes,
+            cause=causes,
+            name=names,
+            result=st.one_of(values, deep),
+        )
+        def throw(
+            props: dict[str, Any], cause_type: str, cause: str, name: str, result: Any
+        ) -> None:
+            # Props and a cause.
+            try:
+                run = service.run(ODD, props, cause_type, cause)
+            except (TypeError, ValueError):
+                seen["refused"] += 1
+            else:
+                seen["accepted"] += 1
+                _accepted_and_ended(service, run)
+            # A definition name.
+            try:
+                definition = TaskDefinition(name, echo)
+            except (TypeError, ValueError):
+                pass
+            else:
+                if name not in service.definitions:
+                    _accepted_and_ended(service, service.run(definition, {}, "names", "n"))
+            # A result.
+            token = str(next(tokens))
+            RESULTS[token] = result
+            returned = service.run(GIVE_BACK, {"token": token}, "results", "r")
+            try:
+                value = returned.result(timeout=20)
+            except TaskFailed as failed:
+                seen["failed results"] += 1
+                assert "result" in str(failed)
+            else:
+                assert value == _as_stored(result)
+            _accepted_and_ended(service, returned)
 
-            throw()
-        assert min(seen.values()) > 0, seen  # the examples reached both sides of the gate
-        assert not stream.errors
-        assert len(stream.runs) > 50
-        for props, run in stream.runs:
-            assert run.result(timeout=20) == props
-        service.store.flush()
-        for props, run in stream.runs:
-            stored = service.view.task(run.task)
-            assert stored is not None and stored.state == "done"
-            assert stored.properties == props and stored.result == props
-    finally:
-        service.stop(timeout=10)
+        throw()
+    assert min(seen.values()) > 0, seen  # the examples reached both sides of the gate
+    assert not stream.errors
+    assert len(stream.runs) > 50
+    for props, run in stream.runs:
+        assert run.result(timeout=20) == props
+    service.store.flush()
+    for props, run in stream.runs:
+        stored = service.view.task(run.task)
+        assert stored is not None and stored.state == "done"
+        assert stored.properties == props and stored.result == props
 
 
 def _as_stored(value: Any) -> Any:

@@ -23,8 +23,8 @@ from taskservice import (
     task,
 )
 from taskservice.storage import Durability
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, wait_for, wait_for_state
+from tests.services import Services
 
 
 def echo(props: dict[str, Any], ctx: TaskContext, emit: Any) -> dict[str, Any]:

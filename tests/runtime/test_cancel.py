@@ -10,8 +10,8 @@ import pytest
 from taskservice import TaskCancelled, TaskContext, TaskDefinition, TaskFailed
 from taskservice.actors.live import now_ms
 from taskservice.storage import Durability
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, wait_for, wait_for_state
+from tests.services import Services
 
 
 class Loop:

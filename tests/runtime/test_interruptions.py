@@ -17,8 +17,8 @@ import pytest
 from taskservice import TaskContext, TaskDefinition
 from taskservice.model import Task, props_hash
 from taskservice.storage import LmdbStore
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, wait_for_state
+from tests.services import Services
 from tests.storage.helpers import make_task
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from taskservice import TaskContext, TaskDefinition, TaskFailed
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, wait_for_state
+from tests.services import Services
 
 
 def test_timed_out_attempts_fail_and_the_service_keeps_running(services: Services) -> None:

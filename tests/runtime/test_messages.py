@@ -18,8 +18,8 @@ from taskservice import (
     TaskService,
     UnknownDefinition,
 )
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, wait_for, wait_for_state
+from tests.services import Services
 
 
 class Ask:

@@ -14,8 +14,8 @@ import pytest
 from taskservice import Progress, TaskContext, TaskDefinition, TaskService, TaskStateChanged
 from taskservice.actors.live import PROGRESS_INTERVAL
 from taskservice.storage import Durability
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import CountingMetrics, settle, wait_for, wait_for_state
+from tests.services import Services
 
 
 def progress_where(

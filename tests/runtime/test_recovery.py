@@ -15,8 +15,8 @@ import pytest
 
 from taskservice import ServiceStopped, TaskContext, TaskDefinition, TaskService
 from tests.runtime import recovery_defs
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, read_lines, wait_for, wait_for_state
+from tests.services import Services
 
 HERE = Path(__file__).resolve().parent
 

@@ -14,8 +14,8 @@ from taskservice import (
     TaskNoRetry,
 )
 from taskservice.storage import Durability
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, settle, states_of, wait_for_state
+from tests.services import Services
 
 
 def delay(n: int) -> float:

@@ -10,8 +10,8 @@ import pytest
 from taskservice import Client, TaskContext, TaskDefinition, TaskFailed, TaskNoRetry
 from taskservice.actors.live import now_ms
 from taskservice.storage import Durability
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, wait_for, wait_for_state
+from tests.services import Services
 
 MODES: tuple[Durability, ...] = ("durable", "batched", "memory")
 

@@ -11,8 +11,8 @@ import pytest
 
 from taskservice import TaskDefinition, TaskStateChanged
 from taskservice.actors.subscribers import DEFAULT_THREADS, SubscriberRef
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import settle, wait_for
+from tests.services import Services
 
 
 def noop(props: dict[str, Any], ctx: Any, emit: Any) -> int:

@@ -19,8 +19,8 @@ from taskservice import (
 )
 from taskservice.storage import Durability
 from tests.runtime import subtask_failure_defs as defs
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, wait_for, wait_for_state
+from tests.services import Services
 
 LEAF_ERROR = "ValueError: leaf always fails"
 

@@ -9,8 +9,8 @@ import pytest
 
 from taskservice import SubtaskFailed, TaskContext, TaskDefinition, TaskFailed, TaskNoRetry
 from taskservice.storage import Durability
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import Counter, wait_for, wait_for_state
+from tests.services import Services
 
 
 def leaf(props: dict[str, Any], ctx: TaskContext, emit: Any) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import pytest
 
 from taskservice import TaskContext, TaskDefinition, TaskEmitted, TaskStateChanged
 from taskservice.storage import Durability
-from tests.runtime.conftest import Services
 from tests.runtime.helpers import CountingMetrics, MessageLog, settle, wait_for
+from tests.services import Services
 
 
 def work(props: dict[str, Any], ctx: TaskContext, emit: Any) -> dict[str, Any]:

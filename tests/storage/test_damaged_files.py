@@ -23,15 +23,13 @@ from typing import Any
 import msgspec
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from taskservice import TaskContext, TaskDefinition, TaskService
+from taskservice.storage import LmdbStore, StoreDamaged
+from taskservice.storage.check import check_store, repair_store
+from taskservice.storage.files import MARKER_FILE
+from tests.storage.helpers import assert_indexes_consistent
 
-from taskservice import TaskContext, TaskDefinition, TaskService  # noqa: E402
-from taskservice.storage import LmdbStore, StoreDamaged  # noqa: E402
-from taskservice.storage.check import check_store, repair_store  # noqa: E402
-from taskservice.storage.files import MARKER_FILE  # noqa: E402
-from tests.storage.helpers import assert_indexes_consistent  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = Path(__file__).with_name("damaged_child.py")
 

@@ -17,14 +17,10 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from taskservice import TaskContext, TaskDefinition, TaskService  # noqa: E402
-from taskservice.storage import LmdbStore  # noqa: E402
-from taskservice.storage.writer_process import FAULT_ENV  # noqa: E402
-from tests.storage.helpers import assert_indexes_consistent, make_task  # noqa: E402
+from taskservice import TaskContext, TaskDefinition, TaskService
+from taskservice.storage import LmdbStore
+from taskservice.storage.writer_process import FAULT_ENV
+from tests.storage.helpers import assert_indexes_consistent, make_task
 
 STEPS = ["before_apply", "after_apply", "after_commit"]
 

@@ -11,51 +11,23 @@ event, a future or a deadline.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from taskservice import ServiceStopped, Task, TaskContext, TaskDefinition, TaskRun, TaskService
 from tests.runtime.helpers import wait_for
+from tests.services import Services
 
 TIMEOUT = 10.0
 Props = dict[str, Any]
 
 
-class Harness:
-    """Services and events of one test; everything is released and stopped at the end."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.path = tmp_path / "data"
-        self.services: list[TaskService] = []
-        self.events: list[threading.Event] = []
-
-    def start(self, definitions: list[TaskDefinition[Props, Any]], **options: Any) -> TaskService:
-        service = TaskService.start(self.path, definitions, durability="durable", **options)
-        self.services.append(service)
-        return service
-
-    def event(self) -> threading.Event:
-        event = threading.Event()
-        self.events.append(event)
-        return event
-
-    def close(self) -> None:
-        for event in self.events:
-            event.set()
-        for service in reversed(self.services):
-            service.stop(timeout=5)
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    opened = Harness(tmp_path)
-    try:
-        yield opened
-    finally:
-        opened.close()
+def start(
+    services: Services, definitions: list[TaskDefinition[Props, Any]], **options: Any
+) -> TaskService:
+    """A durable service on the test's one store: a second start reopens what the first left."""
+    return services(definitions, path=services.tmp_path / "data", **options)
 
 
 def park_in_retrying(service: TaskService, definition: TaskDefinition[Props, Any]) -> TaskRun[Any]:
@@ -93,9 +65,9 @@ def stop_in_background(service: TaskService, parked: TaskRun[Any]) -> threading.
 
 
 def test_an_attempt_failing_during_stop_gets_no_attempt_beyond_max_retries(
-    harness: Harness,
+    services: Services,
 ) -> None:
-    gate, entered = harness.event(), harness.event()
+    gate, entered = services.event(), services.event()
     attempts: list[int] = []
 
     def fails_once(props: Props, ctx: TaskContext, emit: Any) -> str:
@@ -108,7 +80,7 @@ def test_an_attempt_failing_during_stop_gets_no_attempt_beyond_max_retries(
 
     once = TaskDefinition("once", fails_once, max_retries=1)
     parked_definition = slow_retry_definition()
-    service = harness.start([once, parked_definition])
+    service = start(services, [once, parked_definition])
     parked = park_in_retrying(service, parked_definition)
     run = service.run(once, {}, "upload", "u1")
     assert entered.wait(TIMEOUT)
@@ -117,7 +89,7 @@ def test_an_attempt_failing_during_stop_gets_no_attempt_beyond_max_retries(
     stopping.join(TIMEOUT)
     assert not stopping.is_alive()
 
-    again = harness.start([once, parked_definition])
+    again = start(services, [once, parked_definition])
     # max_retries=1: the one attempt failed, so the task is failed and never runs again.
     stored = wait_for(lambda: terminal(again, run.task), timeout=TIMEOUT)
     assert stored is not None
@@ -125,9 +97,9 @@ def test_an_attempt_failing_during_stop_gets_no_attempt_beyond_max_retries(
 
 
 def test_stop_neither_fails_nor_burns_an_attempt_of_a_parent_whose_subtask_is_refused(
-    harness: Harness,
+    services: Services,
 ) -> None:
-    gate, entered = harness.event(), harness.event()
+    gate, entered = services.event(), services.event()
     attempts: list[int] = []
 
     def step(props: Props, ctx: TaskContext, emit: Any) -> int:
@@ -147,7 +119,7 @@ def test_stop_neither_fails_nor_burns_an_attempt_of_a_parent_whose_subtask_is_re
     )
     parked_definition = slow_retry_definition()
     definitions = [pipeline_definition, step_definition, parked_definition]
-    service = harness.start(definitions)
+    service = start(services, definitions)
     parked = park_in_retrying(service, parked_definition)
     run = service.run(pipeline_definition, {}, "upload", "u1")
     assert entered.wait(TIMEOUT)
@@ -156,7 +128,7 @@ def test_stop_neither_fails_nor_burns_an_attempt_of_a_parent_whose_subtask_is_re
     stopping.join(TIMEOUT)
     assert not stopping.is_alive()
 
-    again = harness.start(definitions)
+    again = start(services, definitions)
     stored = wait_for(lambda: terminal(again, run.task), timeout=TIMEOUT)
     assert stored is not None
     # Like a crash, the stop cut the attempt short: it runs again, with no retry record.
@@ -165,10 +137,10 @@ def test_stop_neither_fails_nor_burns_an_attempt_of_a_parent_whose_subtask_is_re
 
 
 def test_cancel_cascades_to_interrupted_subtasks_of_a_recovered_parent(
-    harness: Harness,
+    services: Services,
 ) -> None:
-    release = harness.event()
-    started: dict[str, threading.Event] = {"slot": harness.event(), "sub": harness.event()}
+    release = services.event()
+    started: dict[str, threading.Event] = {"slot": services.event(), "sub": services.event()}
 
     def blocker(props: Props, ctx: TaskContext, emit: Any) -> str:
         started[str(props["role"])].set()
@@ -182,7 +154,7 @@ def test_cancel_cascades_to_interrupted_subtasks_of_a_recovered_parent(
 
     parent_definition: TaskDefinition[Props, str] = TaskDefinition("parent", parent)
     definitions = [blocker_definition, parent_definition]
-    service = harness.start(definitions)
+    service = start(services, definitions)
     # Created first, so it is resumed first and takes the only slot after the restart.
     slot = service.run(blocker_definition, {"role": "slot"}, "upload", "u1")
     run = service.run(parent_definition, {}, "upload", "u1")
@@ -192,7 +164,7 @@ def test_cancel_cascades_to_interrupted_subtasks_of_a_recovered_parent(
     assert [t.state for t in subtasks] == ["running"]
     service.stop(timeout=0.2)  # the attempts are abandoned and stay `running`
 
-    again = harness.start(definitions, max_concurrency=1)
+    again = start(services, definitions, max_concurrency=1)
     # The blocker holds the slot; the parent waits in the queue; its subtask is interrupted
     # (recovery submits that change before start() returns: flush to read it).
     again.store.flush()
@@ -208,9 +180,9 @@ def test_cancel_cascades_to_interrupted_subtasks_of_a_recovered_parent(
     assert (sub.state, count) == ("cancelled", 2)
 
 
-def test_a_resumed_task_waiting_for_a_slot_is_not_shown_running(harness: Harness) -> None:
-    release = harness.event()
-    started = {"first": harness.event(), "second": harness.event()}
+def test_a_resumed_task_waiting_for_a_slot_is_not_shown_running(services: Services) -> None:
+    release = services.event()
+    started = {"first": services.event(), "second": services.event()}
 
     def blocker(props: Props, ctx: TaskContext, emit: Any) -> str:
         started[str(props["role"])].set()
@@ -218,14 +190,14 @@ def test_a_resumed_task_waiting_for_a_slot_is_not_shown_running(harness: Harness
         return "released"
 
     blocker_definition: TaskDefinition[Props, str] = TaskDefinition("blocker", blocker)
-    service = harness.start([blocker_definition])
+    service = start(services, [blocker_definition])
     first = service.run(blocker_definition, {"role": "first"}, "upload", "u1")
     second = service.run(blocker_definition, {"role": "second"}, "upload", "u1")
     assert started["first"].wait(TIMEOUT) and started["second"].wait(TIMEOUT)
     service.store.flush()
     service.stop(timeout=0.2)  # both attempts are abandoned and stay `running`
 
-    again = harness.start([blocker_definition], max_concurrency=1)
+    again = start(services, [blocker_definition], max_concurrency=1)
 
     # Recovery counts each cut-short attempt, and starts a task once that is committed.
     def resumed() -> bool:

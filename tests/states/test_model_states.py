@@ -41,7 +41,8 @@ from taskservice import (
     TaskService,
 )
 from taskservice.model import STATES, canonical_json, props_hash
-from tests.model.definitions import (
+from tests.runtime.helpers import wait_for
+from tests.states.definitions import (
     BLOCKER,
     DEFINITIONS,
     FLAKY,
@@ -54,7 +55,6 @@ from tests.model.definitions import (
     SLOW_RETRY,
     TIMED,
 )
-from tests.runtime.helpers import wait_for
 
 Cause = tuple[str, str]
 Key = tuple[str, bytes, Cause]

@@ -1,0 +1,1 @@
+"""Crash tests: services SIGKILLed in subprocesses at random points, checked after restart."""

@@ -1,0 +1,1 @@
+"""Metrics: the observer hooks, the Prometheus exposition and its HTTP endpoint."""

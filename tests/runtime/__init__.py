@@ -1,0 +1,1 @@
+"""The runtime: runs, retries, subtasks, cancellation, recovery, triggers, messages, limits."""

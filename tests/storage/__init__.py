@@ -1,0 +1,1 @@
+"""Storage: keys, indexes, the LMDB and memory stores, the writer process, damaged files."""
