@@ -1,0 +1,1 @@
+"""The package's structure: no import cycle, nothing below the service imports it, small modules."""
