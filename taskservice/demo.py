@@ -8,7 +8,7 @@ from typing import Any
 
 from .context import TaskContext
 from .definition import Emit, TaskDefinition
-from .model import TaskStateChanged
+from .model import SUCCEEDED_STATES, TaskStateChanged
 from .service import TaskService
 
 __all__ = ["DEMO_DEFINITIONS", "run_demo"]
@@ -108,7 +108,7 @@ def run_demo(path: str = "./taskservice-data", images: int = 3, out: Any = None)
                         action="",
                     )
                 total = task.progress.total or 1.0
-                done = task.state in ("done", "fallbackDone")
+                done = task.state in SUCCEEDED_STATES
                 progress.update(
                     bars[task.id],
                     total=total,

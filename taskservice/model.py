@@ -14,7 +14,7 @@ cyclic garbage collector's bookkeeping is a large share of a short task's cost.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
@@ -31,6 +31,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATES",
     "SUBTASK_CAUSE_TYPE",
+    "SUCCEEDED_STATES",
     "TERMINAL_STATES",
     "Client",
     "Health",
@@ -39,6 +40,7 @@ __all__ = [
     "RetryRecord",
     "RunReply",
     "RunTask",
+    "State",
     "Task",
     "TaskEmitted",
     "TaskStateChanged",
@@ -53,7 +55,7 @@ __all__ = [
 SCHEMA_VERSION: Final = 1
 """Version of the stored record layout; checked when a store is opened."""
 
-STATES: Final = (
+State = Literal[
     "created",
     "running",
     "retrying",
@@ -63,11 +65,17 @@ STATES: Final = (
     "fallbackDone",
     "interrupted",
     "cancelled",
-)
+]
+"""A task's state: stored and published as these strings."""
+
+STATES: Final[tuple[State, ...]] = get_args(State)
 """Every state a task can be in."""
 
 TERMINAL_STATES: Final = frozenset({"done", "failed", "fallbackDone", "cancelled"})
 """States a task never leaves."""
+
+SUCCEEDED_STATES: Final = frozenset({"done", "fallbackDone"})
+"""Terminal states with a result: the task's code (or its fallback) succeeded."""
 
 ACTIVE_STATES: Final = frozenset({"created", "running", "retrying", "fallback"})
 """States in which a task still has work scheduled or running."""
@@ -114,7 +122,7 @@ class Task(msgspec.Struct, kw_only=True, gc=False):
     service: str
     properties: dict[str, Any]
     hash: str
-    state: str = "created"
+    state: State = "created"
     cause_type: str
     cause: str
     root_type: str

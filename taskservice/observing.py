@@ -18,7 +18,7 @@ from .actors.trigger_bus import (
     Unsubscribe,
 )
 from .metrics.hooks import MetricsHooks
-from .metrics.prometheus import PrometheusMetrics, wsgi_app
+from .metrics.prometheus import wsgi_app
 from .model import (
     Health,
     Task,
@@ -149,9 +149,10 @@ class Observing:
         )
 
     def _registry(self) -> CollectorRegistry:
-        if not isinstance(self.metrics, PrometheusMetrics):
+        registry = self.metrics.registry
+        if not isinstance(registry, CollectorRegistry):
             raise RuntimeError("this service was started with metrics that are not Prometheus")
-        return self.metrics.registry
+        return registry
 
     @property
     def metrics_registry(self) -> CollectorRegistry:

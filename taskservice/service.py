@@ -29,6 +29,7 @@ from .executors import EXECUTORS, ProcessExecutor, RemoteExecutor, default_execu
 from .metrics.hooks import MetricsHooks
 from .metrics.prometheus import MetricsServer, PrometheusMetrics
 from .model import (
+    TERMINAL_STATES,
     Client,
     Task,
     int_at_least,
@@ -160,8 +161,7 @@ class TaskService(Submitting, Observing):
         self.store = store
         self.definitions = definitions
         self.metrics = metrics if metrics is not None else PrometheusMetrics()
-        if isinstance(self.metrics, PrometheusMetrics):
-            self.metrics.watch_store(store)
+        self.metrics.attach(store)
         self.metrics_server: MetricsServer | None = None
         """The built-in metrics endpoint, when `metrics_port` was given."""
         self.view = Views(store)
@@ -222,7 +222,7 @@ class TaskService(Submitting, Observing):
     def purge(
         self,
         older_than: int,
-        states: Iterable[str] = ("done", "failed", "fallbackDone", "cancelled"),
+        states: Iterable[str] = tuple(sorted(TERMINAL_STATES)),
     ) -> int:
         """Delete finished tasks that ended more than `older_than` ms ago; returns how many.
 

@@ -12,7 +12,7 @@ from typing import Any
 import pykka
 
 from ..errors import TaskFailed
-from ..model import RetryRecord
+from ..model import SUCCEEDED_STATES, RetryRecord, State
 from ..storage.base import StoreError
 from ..values import describe_error
 from .base import SupervisorBase
@@ -223,8 +223,8 @@ class AttemptsMixin(SupervisorBase):
         if live.task.state == "retrying" and not self._stopping:
             self._dispatch(live)
 
-    def _finish(self, live: LiveTask, state: str, **changes: Any) -> None:
-        progress = live.final_progress(complete=state in ("done", "fallbackDone"))
+    def _finish(self, live: LiveTask, state: State, **changes: Any) -> None:
+        progress = live.final_progress(complete=state in SUCCEEDED_STATES)
         task = live.update(
             on_commit=_Ended(self, live, threading.get_ident()),
             state=state,
@@ -256,7 +256,7 @@ class _Ended:
                 result.set_exception(
                     StoreError(f"task {task.id} ended but could not be stored: {error}")
                 )
-            elif task.state in ("done", "fallbackDone"):
+            elif task.state in SUCCEEDED_STATES:
                 result.set_result(task.result)
             else:
                 result.set_exception(

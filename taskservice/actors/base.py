@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..definition import TaskDefinition
+from ..model import State
 from ..storage.views import Views
 from .live import LiveTask, Runtime
 from .mailbag import Mailbag
@@ -73,5 +74,5 @@ class SupervisorBase(FastActor):
     def _end_attempt(self, live: LiveTask) -> None:
         raise NotImplementedError
 
-    def _finish(self, live: LiveTask, state: str, **changes: Any) -> None:
+    def _finish(self, live: LiveTask, state: State, **changes: Any) -> None:
         raise NotImplementedError

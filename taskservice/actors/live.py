@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from ..model import Progress, Task
+from ..model import SUCCEEDED_STATES, Progress, Task
 from ..runs import Pending, TaskRun
 from ..storage.base import Checked, TaskStore
 from ..values import check_text, freeze
@@ -366,7 +366,7 @@ class LiveTask:
         """
         progress = child.progress
         total = (progress.total if progress.total > 0 else 1.0) * factor
-        current = total if child.state in ("done", "fallbackDone") else progress.current * factor
+        current = total if child.state in SUCCEEDED_STATES else progress.current * factor
         with self.lock:
             if child.id in self._child_progress:
                 return  # it reported (or ended) first, or was run twice

@@ -18,7 +18,7 @@ from pykka import messages as pykka_messages
 
 from ..definition import TaskDefinition
 from ..errors import ServiceStopped
-from ..model import RunReply, RunTask, Task, int_at_least
+from ..model import SUCCEEDED_STATES, RunReply, RunTask, Task, int_at_least
 from ..storage.base import Checked, StoreError
 from ..storage.views import Views
 from ..values import describe_error
@@ -202,7 +202,7 @@ class Supervisor(AttemptsMixin, CancelMixin, RecoveryMixin, SupervisorBase):
         stored = self._find_stored(key, run.props, expire, now)
         if stored is not None and stored.id not in self._live:
             self._rt.metrics.task_reused(definition.name)
-            if stored.state in ("done", "fallbackDone"):
+            if stored.state in SUCCEEDED_STATES:
                 run.reply.set_result((stored, False))
                 return
             # Unfinished and not live (an interrupted subtask): run it again.

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from ..model import Task
+from ..model import SUCCEEDED_STATES, Task
 
 __all__ = ["print_progress", "print_table", "print_task", "progress_text", "rich_or_none"]
 
@@ -170,7 +170,7 @@ def _watch_rich(polls: Iterator[list[Task]]) -> None:
             for task in tasks:
                 total = task.progress.total or 1.0
                 current = task.progress.current if task.progress.total else 0.0
-                if task.state in ("done", "fallbackDone"):
+                if task.state in SUCCEEDED_STATES:
                     current = total
                 if task.id not in bars:
                     bars[task.id] = progress.add_task(

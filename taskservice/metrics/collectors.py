@@ -10,7 +10,7 @@ from prometheus_client.registry import Collector
 
 from ..model import STATES
 from ..storage.base import TaskStore
-from ..storage.keys import encode_key, prefix_end
+from ..storage.views import Views
 
 __all__ = ["LifecycleCollector", "StoreCollector"]
 
@@ -50,10 +50,8 @@ class StoreCollector(Collector):
         p = "taskservice_"
         try:
             map_size, used = store.map_info()
-            counts: list[tuple[str, int]] = []
-            for state in STATES:
-                low = encode_key((state,))
-                counts.append((state, store.count_range("by_state", low, prefix_end(low))))
+            views = Views(store)
+            counts = [(state, views.count_by_state(state)) for state in STATES]
         except Exception as error:
             # A closed store (the service stopped) or a failing read must not
             # break the whole scrape: the other figures are still served.

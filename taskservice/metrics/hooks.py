@@ -1,6 +1,16 @@
-"""The points where the runtime reports figures; the default reports nowhere."""
+"""The points where the runtime reports figures; the default reports nowhere.
+
+The runtime knows only this observer interface. A service is given one
+implementation at start (`TaskService.start(metrics=...)`; the default is
+`prometheus.PrometheusMetrics`), and attaches its store to it.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..storage.base import TaskStore
 
 __all__ = ["MetricsHooks"]
 
@@ -11,6 +21,13 @@ class MetricsHooks:
     `taskservice.metrics.prometheus.PrometheusMetrics` turns them into metrics.
     Every method is called on a hot path and must be cheap.
     """
+
+    registry: Any = None
+    """Where the figures can be read from outside (a Prometheus `CollectorRegistry`
+    for `PrometheusMetrics`); None when they cannot."""
+
+    def attach(self, store: TaskStore) -> None:
+        """Called once at start with the service's store, to read figures from it."""
 
     def task_created(self, name: str) -> None:
         """A new task was created."""

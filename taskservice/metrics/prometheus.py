@@ -288,6 +288,10 @@ class PrometheusMetrics(MetricsHooks):
             born if created else None,
         )
 
+    def attach(self, store: TaskStore) -> None:
+        """Read the store's figures at every scrape (`watch_store`)."""
+        self.watch_store(store)
+
     def watch_store(self, store: TaskStore) -> StoreCollector:
         """Add scrape-time figures of `store` to the registry."""
         collector = StoreCollector(store)
