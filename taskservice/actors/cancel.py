@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from ..model import ACTIVE_STATES, SUBTASK_CAUSE_TYPE, Task
+from ..states import check_transition
 from .base import SupervisorBase
 from .live import LiveTask, log_unwritten, now_ms
 from .messages import Cancel
@@ -63,6 +64,7 @@ class CancelMixin(SupervisorBase):
         for child in self._subtasks_of(task.id):
             live = self._live.get(child.id)
             count += self._cancel_live(live) if live is not None else self._cancel_stored(child)
+        check_transition(task.id, task.state, "cancelled")
         cancelled = msgspec.structs.replace(
             task, state="cancelled", error="cancelled", done_at=now_ms(), version=task.version + 1
         )

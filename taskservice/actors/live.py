@@ -16,6 +16,7 @@ import msgspec
 
 from ..model import SUCCEEDED_STATES, Progress, Task
 from ..runs import Pending, TaskRun
+from ..states import check_transition
 from ..storage.base import Checked, TaskStore
 from ..values import check_text, freeze
 from .reply import Reply
@@ -260,6 +261,9 @@ class LiveTask:
     ) -> Task:
         """Change the snapshot and persist it; the store publishes it once committed."""
         with self.lock:
+            state = changes.get("state")
+            if state is not None:
+                check_transition(self.task.id, self.task.state, state)
             task = msgspec.structs.replace(self.task, version=self.task.version + 1, **changes)
             self.task = task
             held = self.held
