@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 from ..model import Task
 from ..storage import LmdbStore, Views
-from ..storage.keys import decode_key
 from .common import CliError, open_store, parse_cause
 from .render import print_progress, print_table, print_task
 
@@ -50,18 +49,6 @@ def ls(args: argparse.Namespace) -> int:
 # -- show -------------------------------------------------------------------
 
 
-def _ids_with_prefix(store: LmdbStore, prefix: str, limit: int) -> list[str]:
-    """Up to `limit` ids of stored tasks that start with `prefix` (reads index keys only)."""
-    found: list[str] = []
-    for key in store.scan_keys("by_state", b"", None):  # every task has a key there
-        task_id = decode_key(key)[-1]
-        if isinstance(task_id, str) and task_id.startswith(prefix):
-            found.append(task_id)
-            if len(found) >= limit:
-                break
-    return found
-
-
 def _find(store: LmdbStore, text: str, data: str) -> Task:
     """The task whose id is `text`, else the one task whose id starts with it."""
     task = store.get(text)
@@ -72,7 +59,7 @@ def _find(store: LmdbStore, text: str, data: str) -> Task:
         prefix = prefix.removesuffix(ellipsis)
     if not prefix:
         raise CliError(f"no task {text!r} in {data!r}")
-    matches = _ids_with_prefix(store, prefix, limit=6)
+    matches = Views(store).ids_with_prefix(prefix, limit=6)
     if not matches:
         raise CliError(f"no task {text!r} in {data!r}")
     if len(matches) > 1:

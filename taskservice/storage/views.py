@@ -19,7 +19,7 @@ from typing import Any
 from ..model import STATES, SUBTASK_CAUSE_TYPE, Task, is_int
 from .base import TaskStore
 from .indexes import INDEXES
-from .keys import encode_key, prefix_end
+from .keys import decode_key, encode_key, prefix_end
 
 __all__ = ["Cursor", "Views"]
 
@@ -81,6 +81,18 @@ class Views:
             if len(found) < page:
                 return
             gt = found[-1]
+
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Up to `limit` ids of stored tasks that start with `prefix` (reads index keys
+        only; every task has a key in `by_state`)."""
+        found: list[str] = []
+        for key in self._store.scan_keys("by_state", b"", None):
+            task_id = decode_key(key)[-1]
+            if isinstance(task_id, str) and task_id.startswith(prefix):
+                found.append(task_id)
+                if len(found) >= limit:
+                    break
+        return found
 
     def count_by_state(self, state: str) -> int:
         """How many stored tasks are in `state` (reads index keys only)."""

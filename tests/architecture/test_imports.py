@@ -125,3 +125,11 @@ def test_no_module_is_longer_than_500_lines() -> None:
         if (lines := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"modules above {MAX_LINES} lines: {long}"
+
+
+def test_storage_keeps_its_key_layout_to_itself() -> None:
+    edges = graph()
+    for name, targets in edges.items():
+        if name.startswith("taskservice.storage"):
+            continue
+        assert "taskservice.storage.keys" not in targets, f"{name} builds index keys itself"
