@@ -137,6 +137,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long running attempts may take to finish on stop (the rest resume at "
         "the next start)",
     )
+    serve_command.add_argument(
+        "--http",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the HTTP API (docs/server.md) there; any address but loopback needs "
+        "a token (needs taskservice[server])",
+    )
+    serve_command.add_argument(
+        "--uds",
+        default=None,
+        metavar="PATH",
+        help="serve the HTTP API on a Unix socket at PATH (mode 0600)",
+    )
+    serve_command.add_argument(
+        "--token-file",
+        default=None,
+        metavar="PATH",
+        help="the bearer token the HTTP API requires, read from PATH (default: the "
+        "TASKSERVICE_TOKEN environment variable, if set)",
+    )
     serve_command.set_defaults(func=serve.serve)
 
     ls = command(

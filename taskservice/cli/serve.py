@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from .common import CliError
+from .http import plan_http
 
 __all__ = ["demo", "load_definitions", "serve"]
 
@@ -48,7 +49,10 @@ def serve(args: argparse.Namespace) -> int:
     # stops the service as soon as it is up (never half-started).
     with StopSignals() as signals:
         definitions = load_definitions(args.app)
+        http = plan_http(args)
         if signals.pending():
+            if http is not None:
+                http.sock.close()
             print("taskservice: stop signal before start: not starting", flush=True)
             return 0
         print(f"taskservice: starting service {args.name!r} on {args.data}", flush=True)
@@ -61,7 +65,11 @@ def serve(args: argparse.Namespace) -> int:
             metrics_host=args.metrics_host,
             name=args.name,
         )
+        serving = None
         try:
+            if http is not None:
+                serving = http.serve(service)
+                print(f"taskservice: HTTP API on {serving.address}", flush=True)
             where = (
                 f", metrics on http://{args.metrics_host}:{service.metrics_server.port}/metrics"
                 if service.metrics_server is not None
@@ -74,7 +82,15 @@ def serve(args: argparse.Namespace) -> int:
             received = signals.wait()
         finally:
             print("stopping: letting running attempts finish", flush=True)
-            service.stop(timeout=args.stop_timeout)
+            try:
+                # the API stays up meanwhile: new runs get 503 ServiceStopped, and
+                # waiting result requests end with it
+                service.stop(timeout=args.stop_timeout)
+            finally:
+                if serving is not None:
+                    serving.close()
+                elif http is not None:
+                    http.sock.close()
     print(f"stopped ({received.name})", flush=True)
     return 0
 

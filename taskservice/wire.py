@@ -1,0 +1,132 @@
+"""The HTTP API's messages: what `taskservice.server` reads and writes and
+`taskservice.client` sends and decodes, as msgspec Structs (JSON on the wire).
+
+Imports only the schema, so the client needs neither the service nor Starlette.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from .model import Client, Task
+
+__all__ = [
+    "API_PREFIX",
+    "MAX_RESULT_WAIT",
+    "ActionRequest",
+    "CancelCauseRequest",
+    "Cancelled",
+    "ErrorBody",
+    "ResultReply",
+    "RunItem",
+    "RunManyRequest",
+    "RunRequest",
+    "RunResponse",
+    "RunsResponse",
+    "TasksPage",
+    "TriggerRequest",
+]
+
+API_PREFIX: Final = "/v1"
+"""Every endpoint but `/metrics` is under this prefix."""
+
+MAX_RESULT_WAIT: Final = 60.0
+"""The longest server-side wait of one `GET /v1/tasks/{id}/result` (seconds)."""
+
+
+class RunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`POST /v1/runs`: the arguments of `service.run`."""
+
+    definition: str
+    props: dict[str, Any]
+    cause_type: str
+    cause: str
+    expire: int | None = None
+    client: Client | None = None
+
+
+class RunItem(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One run of `POST /v1/runs/many`."""
+
+    definition: str
+    props: dict[str, Any]
+    cause_type: str
+    cause: str
+
+
+class RunManyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`POST /v1/runs/many`: the arguments of `service.run_many`."""
+
+    runs: list[RunItem]
+    expire: int | None = None
+    client: Client | None = None
+
+
+class TriggerRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`POST /v1/triggers/{name}`: the arguments of `service.trigger`."""
+
+    props: dict[str, Any]
+    cause_type: str = "trigger"
+    cause: str | None = None
+    service: str | None = None
+
+
+class ActionRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`POST /v1/actions/{name}`: the arguments of `service.action`."""
+
+    props: dict[str, Any]
+    client: Client | None = None
+
+
+class CancelCauseRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`POST /v1/causes/cancel`: the arguments of `service.cancel_cause`."""
+
+    cause_type: str
+    cause: str
+
+
+class RunResponse(msgspec.Struct, kw_only=True):
+    """A run's answer: the task's id, whether this call created it, its snapshot."""
+
+    task: str
+    created: bool
+    task_object: Task
+
+
+class RunsResponse(msgspec.Struct, kw_only=True):
+    """The answer of `run_many` and `trigger`: one `RunResponse` per run, in order."""
+
+    runs: list[RunResponse]
+
+
+class Cancelled(msgspec.Struct, kw_only=True):
+    """A cancel's answer: how many tasks were cancelled."""
+
+    cancelled: int
+
+
+class TasksPage(msgspec.Struct, kw_only=True):
+    """A view's page: the tasks, and the id to pass as `gt` for the next page
+    (None when the page was not full)."""
+
+    tasks: list[Task]
+    next: str | None = None
+
+
+class ResultReply(msgspec.Struct, kw_only=True):
+    """`GET /v1/tasks/{id}/result`: `done` False when the wait timed out first."""
+
+    done: bool
+    task: Task
+    result: Any = None
+
+
+class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every error: `type` is stable (the exception's class name), `message` for people;
+    `task` is the task's snapshot for `TaskFailed`."""
+
+    type: str
+    message: str
+    task: Task | None = None

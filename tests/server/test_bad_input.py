@@ -1,0 +1,106 @@
+"""Bad requests get a clear 4xx with a stable type and store nothing; the token gate."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.server.conftest import ServeFactory
+
+RUN = {"definition": "echo", "props": {"a": 1}, "cause_type": "upload", "cause": "u1"}
+
+
+def stored(served: object) -> int:
+    service = served.service  # type: ignore[attr-defined]
+    service.store.flush()
+    return sum(len(service.view.tasks_by_state(state)) for state in ("created", "running", "done"))
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "kind"),
+    [
+        ({**RUN, "definition": "nope"}, 404, "UnknownDefinition"),
+        ({**RUN, "props": {"x": float("nan")}}, 422, "PropsError"),
+        ({**RUN, "cause": 5}, 422, "ValidationError"),
+        ({**RUN, "extra": 1}, 422, "ValidationError"),
+        ({**RUN, "expire": -1}, 422, "TypeError"),
+        ({**RUN, "cause": "x" * 3000}, 422, "ValueError"),
+    ],
+)
+def test_a_bad_run_is_refused_and_stores_nothing(
+    serve: ServeFactory, durability: str, body: dict[str, object], status: int, kind: str
+) -> None:
+    served = serve(durability)
+    if kind == "PropsError":  # NaN is not JSON: send the text as a client might
+        response = served.http.post(
+            "/v1/runs",
+            content=b'{"definition":"echo","props":{"x":NaN},"cause_type":"u","cause":"1"}',
+        )
+        assert response.status_code == 400 and response.json()["type"] == "BadRequest"
+        response = served.http.post("/v1/runs", json={**RUN, "props": {"x": 2**70}})
+    else:
+        response = served.http.post("/v1/runs", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["type"] == kind
+    assert response.json()["message"]
+    assert stored(served) == 0
+
+
+def test_a_body_over_the_limit_is_413_and_stores_nothing(serve: ServeFactory) -> None:
+    served = serve(max_body=1000)
+    response = served.http.post("/v1/runs", json={**RUN, "props": {"big": "x" * 2000}})
+    assert response.status_code == 413 and response.json()["type"] == "BodyTooLarge"
+
+    def chunks() -> object:  # no Content-Length: refused while read
+        yield b'{"definition":"echo","props":{"big":"'
+        for _ in range(10):
+            yield b"x" * 200
+        yield b'"},"cause_type":"u","cause":"1"}'
+
+    streamed = served.http.post("/v1/runs", content=chunks())  # type: ignore[arg-type]
+    assert streamed.status_code == 413
+    assert stored(served) == 0
+
+
+def test_a_bad_view_query_is_422(serve: ServeFactory) -> None:
+    served = serve()
+    for name, query in [
+        ("tasks_by_state", {"state": "sleeping"}),
+        ("tasks_by_state", {}),
+        ("tasks_by_state", {"state": "done", "limit": "ten"}),
+        ("tasks_by_state", {"state": "done", "limit": 100000}),
+        ("tasks_by_state", {"state": "done", "bogus": 1}),
+    ]:
+        response = served.http.get(f"/v1/views/{name}", params=query)
+        assert response.status_code == 422, (query, response.text)
+    assert served.http.get("/v1/views/no_such_view").json()["type"] == "UnknownView"
+    bad_timeout = served.http.get("/v1/tasks/x/result", params={"timeout": "-1"})
+    assert bad_timeout.status_code == 422
+
+
+def test_without_the_token_a_request_is_401_and_changes_nothing(serve: ServeFactory) -> None:
+    served = serve(token="s3cret")
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+        response = served.http.post("/v1/runs", json=RUN, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["type"] == "Unauthorized"
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert served.http.get("/metrics", headers=headers).status_code == 401
+    assert stored(served) == 0
+    good = served.http.post("/v1/runs", json=RUN, headers={"Authorization": "Bearer s3cret"})
+    assert good.status_code == 201
+    assert stored(served) == 1
+
+
+def test_an_empty_token_is_refused() -> None:
+    from taskservice.server import create_app
+
+    with pytest.raises(ValueError, match="token"):
+        create_app(object(), token=" ")  # type: ignore[arg-type]
+
+
+def test_a_body_that_is_not_json_is_400(serve: ServeFactory) -> None:
+    served = serve()
+    response = served.http.post("/v1/runs", content=b"not json")
+    assert response.status_code == 400 and response.json()["type"] == "BadRequest"
+    assert isinstance(served.http, httpx.Client)
