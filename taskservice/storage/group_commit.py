@@ -40,12 +40,11 @@ from .base import (
     StoreIOError,
     TaskStore,
     decode_record,
-    id_of_key,
     prepare_batches,
     run_callbacks,
 )
 from .indexes import index_keys
-from .keys import encode_key
+from .keys import encode_key, last_str
 from .known_hashes import KnownHashes
 from .writer_client import InProcessWriter, WriteItem, WriterProcess
 
@@ -387,10 +386,7 @@ class GroupCommit(TaskStore):
 
 def last_id(key: bytes) -> bytes | None:
     """The task id an index key ends with, as bytes; None if the key has none."""
-    try:
-        return id_of_key(key).encode()
-    except ValueError:
-        return None
+    return last_str(key)
 
 
 _FULL_SIGNS = ("No space left", "Disk quota exceeded", "MDB_MAP_FULL")

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_KEY_SIZE",
     "check_key_parts",
     "check_name_size",
+    "index_key",
     "index_keys",
     "oversized_key",
     "start_time",
@@ -173,3 +174,33 @@ def index_keys(task: Task) -> dict[str, bytes | None]:
         if task.cause_type == SUBTASK_CAUSE_TYPE or task.state not in ACTIVE_STATES
         else _names[task.name] + task_id,
     }
+
+
+def _time_part(value: int) -> bytes:
+    return encode_uint(value) if value >= 0 else encode_key((value,))
+
+
+_ONE_KEY: Final[dict[str, Callable[[Task, bytes], bytes | None]]] = {
+    "by_cause_hash": lambda t, i: _prefixes[t.cause_type, t.cause] + encode_str(t.hash) + i,
+    "by_cause_state": lambda t, i: (
+        _prefixes[t.cause_type, t.cause] + (_STATE_KEYS.get(t.state) or encode_str(t.state)) + i
+    ),
+    "by_cause_start": lambda t, i: _prefixes[t.cause_type, t.cause] + _time_part(start_time(t)) + i,
+    "by_state": lambda t, i: (
+        (_STATE_KEYS.get(t.state) or encode_str(t.state)) + _time_part(t.created_at) + i
+    ),
+    "by_root": lambda t, i: _prefixes[t.root_type, t.root] + i,
+    "running_roots_by_name": lambda t, i: (
+        None
+        if t.cause_type == SUBTASK_CAUSE_TYPE or t.state not in ACTIVE_STATES
+        else _names[t.name] + i
+    ),
+}
+
+
+def index_key(task: Task, index: str, encoded_id: bytes | None = None) -> bytes | None:
+    """One index key of a task snapshot (`index_keys(task)[index]`, without the others).
+
+    `encoded_id`: the id's key part, when the caller has it already.
+    """
+    return _ONE_KEY[index](task, encode_str(task.id) if encoded_id is None else encoded_id)

@@ -17,7 +17,15 @@ import datetime as _dt
 import struct
 from typing import Any, Final
 
-__all__ = ["KeyPart", "decode_key", "encode_key", "encode_str", "encode_uint", "prefix_end"]
+__all__ = [
+    "KeyPart",
+    "decode_key",
+    "encode_key",
+    "encode_str",
+    "encode_uint",
+    "last_str",
+    "prefix_end",
+]
 
 KeyPart = None | int | float | str | bytes | _dt.datetime
 """A value that can be part of a key."""
@@ -180,6 +188,40 @@ def decode_key(data: bytes) -> tuple[Any, ...]:
     if pos != size:
         raise ValueError("truncated key")
     return tuple(parts)
+
+
+_FIXED_WIDTH: Final = frozenset({_INT_POS, _INT_NEG, _FLOAT, _DATETIME})
+
+
+def last_str(data: bytes) -> bytes | None:
+    """The UTF-8 of a key's last part if it is a str (None otherwise, or if the key
+    is malformed), without decoding the other parts.
+
+    A str part ends at the first `0x00 0x00` after its tag: a NUL inside it is
+    escaped as `0x00 0xFF`, so that pair never occurs within the part.
+    """
+    pos = 0
+    size = len(data)
+    start = end = -1
+    while pos < size:
+        tag = data[pos]
+        pos += 1
+        if tag in (_STR, _BYTES):
+            stop = data.find(b"\x00\x00", pos)
+            if stop < 0:
+                return None
+            start, end = (pos, stop) if tag == _STR else (-1, -1)
+            pos = stop + 2
+        elif tag in _FIXED_WIDTH:
+            pos += 8
+            start = end = -1
+        elif tag == _NONE:
+            start = end = -1
+        else:
+            return None
+    if pos != size or start < 0:
+        return None
+    return data[start:end].replace(b"\x00\xff", b"\x00")
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

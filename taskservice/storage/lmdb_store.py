@@ -27,7 +27,7 @@ from .base import (
 )
 from .group_commit import GroupCommit, last_id
 from .group_commit import error_kind as _error_kind  # noqa: F401 (its former home; tests use it)
-from .indexes import INDEXES, index_keys
+from .indexes import INDEXES, index_key, index_keys
 from .keys import decode_key, encode_key, prefix_end
 from .known_hashes import KnownHashes
 from .lmdb_open import make_private_dir, open_environment
@@ -171,30 +171,30 @@ class LmdbStore(GroupCommit):
 
     def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
         found: list[Task] = []
-        key_of = INDEXES[index]
         with self._read() as txn:
             cursor = txn.cursor(db=self._indexes[index])
             if not cursor.set_range(low):
                 return found
-            for key in cursor.iternext(keys=True, values=False):
-                if high is not None and bytes(key) >= high:
+            for raw in cursor.iternext(keys=True, values=False):
+                key = bytes(raw)
+                if high is not None and key >= high:
                     break
-                if bytes(key) < low:
+                if key < low:
                     # Out of order: only a damaged page gives that. Skip, never hand out.
-                    self.report_corrupt(bytes(key).hex(), f"index {index} is out of order")
+                    self.report_corrupt(key.hex(), f"index {index} is out of order")
                     continue
-                task_id = last_id(bytes(key))
+                task_id = last_id(key)
                 value = txn.get(task_id, db=self._tasks) if task_id is not None else None
                 if value is None:
-                    self.report_corrupt(bytes(key).hex(), f"index {index} names a missing task")
+                    self.report_corrupt(key.hex(), f"index {index} names a missing task")
                     continue
                 task = self._decode(task_id or b"", value)
                 if task is None:
                     continue
-                if key_of(task) != bytes(key):
+                if index_key(task, index) != key:
                     # The index entry does not match its record (a byte changed on
                     # disk, or a stale entry): never hand out a task it does not name.
-                    self.report_corrupt(bytes(key).hex(), f"a stale entry of index {index}")
+                    self.report_corrupt(key.hex(), f"a stale entry of index {index}")
                     continue
                 found.append(task)
                 if len(found) >= limit:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from taskservice.storage.keys import decode_key, encode_key, prefix_end
+from taskservice.storage.keys import decode_key, encode_key, last_str, prefix_end
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -310,3 +310,26 @@ def test_decode_is_strict_inverse_of_encode(data: bytes) -> None:
     except ValueError:
         return
     assert encode_key(parts) == data
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("upload", "u1", "01a24d"),
+        ("upload", 5, "id"),
+        ("s", "w\x00z", 2**40, "i\x00d"),
+        ("a", b"b\x00\x00", "q"),
+        ("a", 1.5, "é"),
+        ("a", -3, ""),
+    ],
+)
+def test_last_str_reads_the_last_part_without_decoding_the_others(parts: tuple[Any, ...]) -> None:
+    assert last_str(encode_key(parts)) == parts[-1].encode()
+    assert decode_key(encode_key(parts))[-1] == parts[-1]
+
+
+def test_last_str_of_a_key_not_ending_with_a_str_is_none() -> None:
+    assert last_str(encode_key(("a", 3))) is None
+    assert last_str(encode_key(("a", b"x"))) is None
+    assert last_str(b"\x30abc") is None  # no terminator
+    assert last_str(b"\x99") is None  # unknown tag
