@@ -1,0 +1,247 @@
+"""The asyncio client: `AsyncTaskClient` on an `httpx.AsyncClient` (keep-alive),
+and its run handle (`await run` or `await run.result(timeout)`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterable
+from typing import Any, TypeVar
+
+import httpx
+
+from ..model import Client, Health, Task
+from ..wire import RunResponse
+from . import calls
+from .address import parse, read_timeout, timeouts
+from .calls import Call, Named
+from .errors import ServiceUnreachable
+from .sync import deadline_of, next_wait
+
+__all__ = ["AsyncRemoteRun", "AsyncRemoteViews", "AsyncTaskClient", "connect_async"]
+
+T = TypeVar("T")
+
+
+class AsyncRemoteRun:
+    """A task started (or joined) over HTTP, for asyncio: `await run` is its result."""
+
+    __slots__ = ("_client", "cause", "cause_type", "created", "task", "task_object")
+
+    def __init__(self, client: AsyncTaskClient, reply: RunResponse) -> None:
+        self._client = client
+        self.task: str = reply.task
+        self.created: bool = reply.created
+        """True if this call created the task, False if it joined or reused one."""
+        self.task_object: Task = reply.task_object
+        """The task's snapshot as of the run (updated by `result`)."""
+        self.cause_type: str = reply.task_object.cause_type
+        self.cause: str = reply.task_object.cause
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """The task's result once it ends; as `RemoteRun.result`, without blocking the loop."""
+        deadline = deadline_of(timeout)
+        while True:
+            reply = await self._client._send(calls.result(self.task, next_wait(deadline)))
+            self.task_object = reply.task
+            if reply.done:
+                return reply.result
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"task {self.task} ({reply.task.state}) did not end in time")
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result().__await__()
+
+    def __repr__(self) -> str:
+        return f"AsyncRemoteRun(task={self.task!r}, created={self.created})"
+
+
+class AsyncRemoteViews:
+    """The seven views, as `RemoteViews`, awaited."""
+
+    def __init__(self, client: AsyncTaskClient) -> None:
+        self._client = client
+
+    async def _page(
+        self, name: str, key: dict[str, Any], gt: Task | str | None, limit: int
+    ) -> list[Task]:
+        return (await self._client._send(calls.view(name, key, gt, limit))).tasks
+
+    async def task(self, task_id: str) -> Task | None:
+        """The stored task, or None."""
+        return await self._client.task(task_id)
+
+    async def tasks_by_cause_and_hash(
+        self,
+        cause_type: str,
+        cause: str,
+        hash: str,
+        *,
+        gt: Task | str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        key = {"cause_type": cause_type, "cause": cause, "hash": hash}
+        return await self._page("tasks_by_cause_and_hash", key, gt, limit)
+
+    async def tasks_by_cause_and_state(
+        self,
+        cause_type: str,
+        cause: str,
+        state: str,
+        *,
+        gt: Task | str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        key = {"cause_type": cause_type, "cause": cause, "state": state}
+        return await self._page("tasks_by_cause_and_state", key, gt, limit)
+
+    async def tasks_by_cause_and_start(
+        self,
+        cause_type: str,
+        cause: str,
+        since: int | None = None,
+        until: int | None = None,
+        *,
+        gt: Task | str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        key = {"cause_type": cause_type, "cause": cause, "since": since, "until": until}
+        return await self._page("tasks_by_cause_and_start", key, gt, limit)
+
+    async def tasks_by_state(
+        self, state: str, *, gt: Task | str | None = None, limit: int = 100
+    ) -> list[Task]:
+        return await self._page("tasks_by_state", {"state": state}, gt, limit)
+
+    async def tasks_by_root(
+        self, root_type: str, root: str, *, gt: Task | str | None = None, limit: int = 100
+    ) -> list[Task]:
+        key = {"root_type": root_type, "root": root}
+        return await self._page("tasks_by_root", key, gt, limit)
+
+    async def running_task_roots_by_name(
+        self, name: str, *, gt: Task | str | None = None, limit: int = 100
+    ) -> list[Task]:
+        return await self._page("running_task_roots_by_name", {"name": name}, gt, limit)
+
+    async def subtasks(
+        self, task_id: str, *, gt: Task | str | None = None, limit: int = 100
+    ) -> list[Task]:
+        return await self._page("subtasks", {"task_id": task_id}, gt, limit)
+
+
+class AsyncTaskClient:
+    """`TaskClient` for asyncio: the same methods, awaited, on one `httpx.AsyncClient`."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        address = parse(url)
+        self.url = url
+        self._timeout = timeouts(timeout, connect_timeout)
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        transport = httpx.AsyncHTTPTransport(uds=address.uds) if address.uds else None
+        self._http = httpx.AsyncClient(
+            base_url=address.base_url, headers=headers, timeout=self._timeout, transport=transport
+        )
+        self.view = AsyncRemoteViews(self)
+        """The seven views, as `service.view`, awaited."""
+
+    async def _send(self, call: Call[T]) -> T:
+        """As `TaskClient._send`."""
+        for attempt in (1, 2):
+            try:
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    content=call.body,
+                    params=call.params,
+                    headers={"Content-Type": "application/json"} if call.body else None,
+                    timeout=read_timeout(self._timeout, call.wait),
+                )
+            except httpx.TransportError as error:
+                if attempt == 1 and (call.retry or isinstance(error, httpx.ConnectError)):
+                    continue
+                raise ServiceUnreachable(
+                    f"{call.method} {call.path}: no answer from {self.url}: {error!r}"
+                ) from error
+            return call.finish(response.status_code, response.content)
+        raise AssertionError("unreachable")
+
+    async def run(
+        self,
+        definition: str | Named,
+        props: dict[str, Any],
+        cause_type: str,
+        cause: str,
+        expire: int | None = None,
+        client: Client | None = None,
+    ) -> AsyncRemoteRun:
+        """As `TaskClient.run` (sent once more after a lost answer; joins the same task)."""
+        reply = await self._send(calls.run(definition, props, cause_type, cause, expire, client))
+        return AsyncRemoteRun(self, reply)
+
+    async def run_many(
+        self,
+        runs: Iterable[tuple[str | Named, dict[str, Any], str, str]],
+        expire: int | None = None,
+        client: Client | None = None,
+    ) -> list[AsyncRemoteRun]:
+        """As `TaskClient.run_many`."""
+        reply = await self._send(calls.run_many(runs, expire, client))
+        return [AsyncRemoteRun(self, run) for run in reply.runs]
+
+    async def trigger(
+        self,
+        name: str,
+        props: dict[str, Any],
+        *,
+        cause_type: str = "trigger",
+        cause: str | None = None,
+        service: str | None = None,
+    ) -> list[AsyncRemoteRun]:
+        """As `TaskClient.trigger`."""
+        reply = await self._send(calls.trigger(name, props, cause_type, cause, service))
+        return [AsyncRemoteRun(self, run) for run in reply.runs]
+
+    async def action(
+        self, name: str, props: dict[str, Any], client: Client | None = None
+    ) -> AsyncRemoteRun:
+        """As `TaskClient.action`."""
+        return AsyncRemoteRun(self, await self._send(calls.action(name, props, client)))
+
+    async def cancel(self, task_id: str) -> int:
+        """As `TaskClient.cancel`."""
+        return (await self._send(calls.cancel(task_id))).cancelled
+
+    async def cancel_cause(self, cause_type: str, cause: str) -> int:
+        """As `TaskClient.cancel_cause`."""
+        return (await self._send(calls.cancel_cause(cause_type, cause))).cancelled
+
+    async def task(self, task_id: str) -> Task | None:
+        """The stored task of that id, or None."""
+        return await self._send(calls.task(task_id))
+
+    async def health(self) -> Health:
+        """`service.health()` of the remote service."""
+        return await self._send(calls.health())
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncTaskClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def connect_async(
+    url: str, token: str | None = None, timeout: float = 30.0, connect_timeout: float = 5.0
+) -> AsyncTaskClient:
+    """The asyncio twin of `connect`: `async with connect_async(url) as client: ...`."""
+    return AsyncTaskClient(url, token, timeout, connect_timeout)

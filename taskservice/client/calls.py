@@ -1,0 +1,180 @@
+"""What each client method sends and how its answer is read, shared by the sync
+and the asyncio client (which only differ in how they send)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar, cast
+from urllib.parse import quote
+
+import msgspec
+
+from ..model import Client, Health, Task
+from ..wire import (
+    API_PREFIX,
+    ActionRequest,
+    CancelCauseRequest,
+    Cancelled,
+    ResultReply,
+    RunItem,
+    RunManyRequest,
+    RunRequest,
+    RunResponse,
+    RunsResponse,
+    TasksPage,
+    TriggerRequest,
+)
+from .errors import error_from
+
+__all__ = ["Call", "Named", "definition_name"]
+
+T = TypeVar("T")
+
+
+class Named(Protocol):
+    """A definition object (`TaskDefinition`): the client sends its name."""
+
+    @property
+    def name(self) -> str: ...
+
+
+def definition_name(definition: str | Named) -> str:
+    """The name to send for `definition` (a name or a definition object)."""
+    if isinstance(definition, str):
+        return definition
+    name = getattr(definition, "name", None)
+    if not isinstance(name, str):
+        raise TypeError(f"a definition is a name or a TaskDefinition, not {definition!r}")
+    return name
+
+
+def _decoder(kind: type[T]) -> Callable[[bytes], T]:
+    decoder = msgspec.json.Decoder(kind)
+    return decoder.decode
+
+
+_RUN = _decoder(RunResponse)
+_RUNS = _decoder(RunsResponse)
+_CANCELLED = _decoder(Cancelled)
+_TASK = _decoder(Task)
+_PAGE = _decoder(TasksPage)
+_RESULT = _decoder(ResultReply)
+_HEALTH = _decoder(Health)
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One request: method, path, body, query, and how to read the answer.
+
+    `retry`: sending it again after a lost answer is safe (a run joins its task
+    by hash; reads and cancels are idempotent). `wait` is how long the server
+    may hold the request on purpose (a long poll), added to the read timeout.
+    """
+
+    method: str
+    path: str
+    decode: Callable[[bytes], T]
+    body: bytes | None = None
+    params: dict[str, str] | None = None
+    retry: bool = True
+    wait: float = 0.0
+    answers: frozenset[int] = frozenset({200, 201})
+    """Statuses whose body is the answer (every other one is an error)."""
+    none_if_missing: bool = False
+    """A `404 TaskNotFound` answer is None, not an error (as `view.task` in-process)."""
+
+    def finish(self, status: int, content: bytes) -> T:
+        """The decoded answer, or the error it carries raised."""
+        if status in self.answers:
+            return self.decode(content)
+        error = error_from(status, content)
+        if self.none_if_missing and getattr(error, "type", None) == "TaskNotFound":
+            return cast(T, None)
+        raise error
+
+
+def _id(task_id: str) -> str:
+    if not isinstance(task_id, str) or not task_id:
+        raise TypeError(f"a task id is a non-empty str, not {task_id!r}")
+    return quote(task_id, safe="")
+
+
+def run(
+    definition: str | Named,
+    props: dict[str, Any],
+    cause_type: str,
+    cause: str,
+    expire: int | None,
+    client: Client | None,
+) -> Call[RunResponse]:
+    body = RunRequest(
+        definition=definition_name(definition),
+        props=props,
+        cause_type=cause_type,
+        cause=cause,
+        expire=expire,
+        client=client,
+    )
+    return Call("POST", f"{API_PREFIX}/runs", _RUN, _encode(body))
+
+
+def run_many(
+    runs: Iterable[tuple[str | Named, dict[str, Any], str, str]],
+    expire: int | None,
+    client: Client | None,
+) -> Call[RunsResponse]:
+    items = [
+        RunItem(definition=definition_name(d), props=p, cause_type=ct, cause=c)
+        for d, p, ct, c in runs
+    ]
+    body = RunManyRequest(runs=items, expire=expire, client=client)
+    return Call("POST", f"{API_PREFIX}/runs/many", _RUNS, _encode(body))
+
+
+def trigger(
+    name: str, props: dict[str, Any], cause_type: str, cause: str | None, service: str | None
+) -> Call[RunsResponse]:
+    body = TriggerRequest(props=props, cause_type=cause_type, cause=cause, service=service)
+    # without a cause each call starts new tasks: not sent again after a lost answer
+    path = f"{API_PREFIX}/triggers/{quote(name, safe='')}"
+    return Call("POST", path, _RUNS, _encode(body), retry=cause is not None)
+
+
+def action(name: str, props: dict[str, Any], client: Client | None) -> Call[RunResponse]:
+    body = ActionRequest(props=props, client=client)
+    # an action's cause is new for every call: not sent again after a lost answer
+    path = f"{API_PREFIX}/actions/{quote(name, safe='')}"
+    return Call("POST", path, _RUN, _encode(body), retry=False)
+
+
+def cancel(task_id: str) -> Call[Cancelled]:
+    return Call("POST", f"{API_PREFIX}/tasks/{_id(task_id)}/cancel", _CANCELLED)
+
+
+def cancel_cause(cause_type: str, cause: str) -> Call[Cancelled]:
+    body = CancelCauseRequest(cause_type=cause_type, cause=cause)
+    return Call("POST", f"{API_PREFIX}/causes/cancel", _CANCELLED, _encode(body))
+
+
+def task(task_id: str) -> Call[Task | None]:
+    return Call("GET", f"{API_PREFIX}/tasks/{_id(task_id)}", _TASK, none_if_missing=True)
+
+
+def result(task_id: str, wait: float) -> Call[ResultReply]:
+    path = f"{API_PREFIX}/tasks/{_id(task_id)}/result"
+    return Call("GET", path, _RESULT, params={"timeout": repr(wait)}, wait=wait)
+
+
+def health() -> Call[Health]:
+    return Call("GET", f"{API_PREFIX}/health", _HEALTH, answers=frozenset({200, 503}))
+
+
+def view(name: str, key: dict[str, Any], gt: Task | str | None, limit: int) -> Call[TasksPage]:
+    """A page of view `name`: `key` its key parameters (None ones left out)."""
+    params = {k: str(v) for k, v in key.items() if v is not None}
+    if gt is not None:
+        params["gt"] = gt.id if isinstance(gt, Task) else gt
+    params["limit"] = str(limit)
+    return Call("GET", f"{API_PREFIX}/views/{name}", _PAGE, params=params)

@@ -1,0 +1,275 @@
+"""The blocking client: `TaskClient` on an `httpx.Client` (keep-alive), and its run handle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import httpx
+
+from ..model import Client, Health, Task
+from ..wire import MAX_RESULT_WAIT, RunResponse
+from . import calls
+from .address import parse, read_timeout, timeouts
+from .calls import Call, Named
+from .errors import ServiceUnreachable
+
+__all__ = ["RemoteRun", "RemoteViews", "TaskClient", "connect"]
+
+T = TypeVar("T")
+
+
+def next_wait(deadline: float | None) -> float:
+    """How long the next long poll may wait (0 once `deadline` has passed)."""
+    if deadline is None:
+        return MAX_RESULT_WAIT
+    return max(0.0, min(deadline - time.monotonic(), MAX_RESULT_WAIT))
+
+
+def deadline_of(timeout: float | None) -> float | None:
+    """The monotonic deadline of a `result(timeout)`; checks `timeout`."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, (int, float)) or not 0 <= timeout < float("inf"):
+        raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
+    return time.monotonic() + timeout
+
+
+class RemoteRun:
+    """A task started (or joined) over HTTP: its id, whether this call created it,
+    its snapshot, and `result(timeout)`, as `TaskRun` in-process."""
+
+    __slots__ = ("_client", "cause", "cause_type", "created", "task", "task_object")
+
+    def __init__(self, client: TaskClient, reply: RunResponse) -> None:
+        self._client = client
+        self.task: str = reply.task
+        self.created: bool = reply.created
+        """True if this call created the task, False if it joined or reused one."""
+        self.task_object: Task = reply.task_object
+        """The task's snapshot as of the run (updated by `result`)."""
+        self.cause_type: str = reply.task_object.cause_type
+        self.cause: str = reply.task_object.cause
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The task's result once it ends (None: wait as long as it takes).
+
+        Long-polls the server in steps of at most `MAX_RESULT_WAIT` seconds.
+        Raises `TaskFailed` (with `.task`) if it failed or was cancelled,
+        `TimeoutError` if it has not ended within `timeout` seconds,
+        `ServiceStopped` if the service stopped meanwhile.
+        """
+        deadline = deadline_of(timeout)
+        while True:
+            reply = self._client._send(calls.result(self.task, next_wait(deadline)))
+            self.task_object = reply.task
+            if reply.done:
+                return reply.result
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"task {self.task} ({reply.task.state}) did not end in time")
+
+    def __repr__(self) -> str:
+        return f"RemoteRun(task={self.task!r}, created={self.created})"
+
+
+class RemoteViews:
+    """The seven views of the service, paged with `gt`/`limit` as `service.view`."""
+
+    def __init__(self, client: TaskClient) -> None:
+        self._client = client
+
+    def _page(
+        self, name: str, key: dict[str, Any], gt: Task | str | None, limit: int
+    ) -> list[Task]:
+        return self._client._send(calls.view(name, key, gt, limit)).tasks
+
+    def task(self, task_id: str) -> Task | None:
+        """The stored task, or None."""
+        return self._client.task(task_id)
+
+    def tasks_by_cause_and_hash(
+        self,
+        cause_type: str,
+        cause: str,
+        hash: str,
+        *,
+        gt: Task | str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        key = {"cause_type": cause_type, "cause": cause, "hash": hash}
+        return self._page("tasks_by_cause_and_hash", key, gt, limit)
+
+    def tasks_by_cause_and_state(
+        self,
+        cause_type: str,
+        cause: str,
+        state: str,
+        *,
+        gt: Task | str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        key = {"cause_type": cause_type, "cause": cause, "state": state}
+        return self._page("tasks_by_cause_and_state", key, gt, limit)
+
+    def tasks_by_cause_and_start(
+        self,
+        cause_type: str,
+        cause: str,
+        since: int | None = None,
+        until: int | None = None,
+        *,
+        gt: Task | str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        key = {"cause_type": cause_type, "cause": cause, "since": since, "until": until}
+        return self._page("tasks_by_cause_and_start", key, gt, limit)
+
+    def tasks_by_state(
+        self, state: str, *, gt: Task | str | None = None, limit: int = 100
+    ) -> list[Task]:
+        return self._page("tasks_by_state", {"state": state}, gt, limit)
+
+    def tasks_by_root(
+        self, root_type: str, root: str, *, gt: Task | str | None = None, limit: int = 100
+    ) -> list[Task]:
+        key = {"root_type": root_type, "root": root}
+        return self._page("tasks_by_root", key, gt, limit)
+
+    def running_task_roots_by_name(
+        self, name: str, *, gt: Task | str | None = None, limit: int = 100
+    ) -> list[Task]:
+        return self._page("running_task_roots_by_name", {"name": name}, gt, limit)
+
+    def subtasks(
+        self, task_id: str, *, gt: Task | str | None = None, limit: int = 100
+    ) -> list[Task]:
+        return self._page("subtasks", {"task_id": task_id}, gt, limit)
+
+
+class TaskClient:
+    """A running service reached over HTTP, with the methods of `TaskService`.
+
+    One `httpx.Client` (keep-alive) for every call; thread-safe as httpx's is.
+    Close it (or use it as a context manager) when done.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        address = parse(url)
+        self.url = url
+        self._timeout = timeouts(timeout, connect_timeout)
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        transport = httpx.HTTPTransport(uds=address.uds) if address.uds else None
+        self._http = httpx.Client(
+            base_url=address.base_url, headers=headers, timeout=self._timeout, transport=transport
+        )
+        self.view = RemoteViews(self)
+        """The seven views, as `service.view`."""
+
+    def _send(self, call: Call[T]) -> T:
+        """Send `call` (once more after a lost answer if that is safe) and read its answer."""
+        for attempt in (1, 2):
+            try:
+                response = self._http.request(
+                    call.method,
+                    call.path,
+                    content=call.body,
+                    params=call.params,
+                    headers={"Content-Type": "application/json"} if call.body else None,
+                    timeout=read_timeout(self._timeout, call.wait),
+                )
+            except httpx.TransportError as error:
+                if attempt == 1 and (call.retry or isinstance(error, httpx.ConnectError)):
+                    continue
+                raise ServiceUnreachable(
+                    f"{call.method} {call.path}: no answer from {self.url}: {error!r}"
+                ) from error
+            return call.finish(response.status_code, response.content)
+        raise AssertionError("unreachable")
+
+    def run(
+        self,
+        definition: str | Named,
+        props: dict[str, Any],
+        cause_type: str,
+        cause: str,
+        expire: int | None = None,
+        client: Client | None = None,
+    ) -> RemoteRun:
+        """Start a task (or join the same one within its cause), as `service.run`.
+
+        Sent once more if the connection breaks before the answer came: the
+        second request joins the task the first one created (hash reuse)."""
+        reply = self._send(calls.run(definition, props, cause_type, cause, expire, client))
+        return RemoteRun(self, reply)
+
+    def run_many(
+        self,
+        runs: Iterable[tuple[str | Named, dict[str, Any], str, str]],
+        expire: int | None = None,
+        client: Client | None = None,
+    ) -> list[RemoteRun]:
+        """Start several tasks in one request; one bad run refuses them all."""
+        reply = self._send(calls.run_many(runs, expire, client))
+        return [RemoteRun(self, run) for run in reply.runs]
+
+    def trigger(
+        self,
+        name: str,
+        props: dict[str, Any],
+        *,
+        cause_type: str = "trigger",
+        cause: str | None = None,
+        service: str | None = None,
+    ) -> list[RemoteRun]:
+        """Run every definition listening on trigger `name`, as `service.trigger`."""
+        reply = self._send(calls.trigger(name, props, cause_type, cause, service))
+        return [RemoteRun(self, run) for run in reply.runs]
+
+    def action(self, name: str, props: dict[str, Any], client: Client | None = None) -> RemoteRun:
+        """Run the action `name`, as `service.action`."""
+        return RemoteRun(self, self._send(calls.action(name, props, client)))
+
+    def cancel(self, task_id: str) -> int:
+        """Cancel a task and its subtasks; how many were cancelled."""
+        return self._send(calls.cancel(task_id)).cancelled
+
+    def cancel_cause(self, cause_type: str, cause: str) -> int:
+        """Cancel every task of a cause; how many were cancelled."""
+        return self._send(calls.cancel_cause(cause_type, cause)).cancelled
+
+    def task(self, task_id: str) -> Task | None:
+        """The stored task of that id, or None."""
+        return self._send(calls.task(task_id))
+
+    def health(self) -> Health:
+        """`service.health()` of the remote service."""
+        return self._send(calls.health())
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> TaskClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(
+    url: str, token: str | None = None, timeout: float = 30.0, connect_timeout: float = 5.0
+) -> TaskClient:
+    """A client of the service at `url` (`http://host:port` or `unix:///path`).
+
+    `token`: the API's bearer token. `timeout`: the longest wait for an answer
+    (seconds; a result's long poll adds its own wait); `connect_timeout`: the
+    longest wait to connect, after which `ServiceUnreachable` is raised.
+    """
+    return TaskClient(url, token, timeout, connect_timeout)

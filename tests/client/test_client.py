@@ -1,0 +1,223 @@
+"""The Python client against a real uvicorn server: every entry point, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import msgspec
+import pytest
+
+from taskservice import PropsError, ServiceStopped, TaskFailed, UnknownDefinition
+from taskservice.client import ServiceUnreachable, Unauthorized, connect, connect_async
+from taskservice.server.serving import Serving, bind
+from tests.server.conftest import ServeFactory
+from tests.server.defs import RELEASE, echo
+
+
+def test_run_and_its_result(serve: ServeFactory, durability: str) -> None:
+    served = serve(durability)
+    with connect(served.url) as tasks:
+        run = tasks.run(echo, {"a": 1}, "upload", "u1")
+        assert run.created is True
+        assert run.task_object.name == "echo" and run.task_object.id == run.task
+        assert run.result(timeout=10) == {"echo": {"a": 1}}
+        assert run.task_object.state == "done"
+        again = tasks.run("echo", {"a": 1}, "upload", "u1")
+        assert (again.task, again.created) == (run.task, False)
+        stored = tasks.task(run.task)
+        assert stored is not None and stored.state == "done"
+        assert tasks.task("no-such-task") is None
+
+
+def test_run_many_trigger_action_cancel_and_views(serve: ServeFactory) -> None:
+    served = serve()
+    with connect(served.url) as tasks:
+        many = tasks.run_many([(echo, {"a": 1}, "m", "m1"), ("held", {"b": 2}, "m", "m2")])
+        assert [run.task_object.cause for run in many] == ["m1", "m2"]
+        assert many[0].result(timeout=10) == {"echo": {"a": 1}}
+        triggered = tasks.trigger("ping", {"x": 1}, cause="t1")
+        assert [run.task_object.name for run in triggered] == ["echo"]
+        acted = tasks.action("greet", {"hi": 1})
+        assert acted.task_object.cause_type == "command"
+        assert acted.result(timeout=10)["echo"]["hi"] == 1
+        held = many[1]
+        assert [t.id for t in tasks.view.tasks_by_cause_and_start("m", "m2")] == [held.task]
+        assert [t.id for t in tasks.view.tasks_by_cause_and_state("m", "m2", "running")] == [
+            held.task
+        ]
+        by_hash = tasks.view.tasks_by_cause_and_hash("m", "m2", held.task_object.hash)
+        assert [t.id for t in by_hash] == [held.task]
+        assert held.task in [t.id for t in tasks.view.tasks_by_state("running")]
+        root = held.task_object
+        assert [t.id for t in tasks.view.tasks_by_root(root.root_type, root.root)] == [held.task]
+        assert held.task in [t.id for t in tasks.view.running_task_roots_by_name("held")]
+        assert tasks.view.subtasks(held.task) == []
+        done = tasks.view.tasks_by_state("done", limit=1)
+        page2 = tasks.view.tasks_by_state("done", gt=done[0], limit=10)
+        assert done and done[0].id not in [t.id for t in page2] and page2
+        assert tasks.cancel(held.task) == 1
+        with pytest.raises(TaskFailed) as failed:
+            held.result(timeout=10)
+        assert failed.value.task.state == "cancelled"
+        again = tasks.run("held", {}, "c", "c1")
+        assert tasks.cancel_cause("c", "c1") == 1
+        assert tasks.health().ok is True
+        assert again.task
+
+
+def test_the_error_classes_are_the_in_process_ones(serve: ServeFactory) -> None:
+    served = serve()
+    with connect(served.url) as tasks:
+        with pytest.raises(UnknownDefinition):
+            tasks.run("nope", {}, "u", "u1")
+        deep: dict[str, object] = {}
+        for _ in range(250):
+            deep = {"d": deep}
+        with pytest.raises(PropsError, match="deeper"):
+            tasks.run("echo", deep, "u", "u1")
+        with pytest.raises(TypeError):
+            tasks.run("echo", {}, "u", "u1", expire=-1)
+        with pytest.raises(ValueError):
+            tasks.run("echo", {}, "u", "x" * 3000)
+        with pytest.raises(ValueError):
+            tasks.view.tasks_by_state("running", limit=5000)
+        run = tasks.run("fail", {"why": "x"}, "u", "f1")
+        with pytest.raises(TaskFailed) as failed:
+            run.result(timeout=10)
+        assert failed.value.task.state == "failed" and "refused x" in str(failed.value)
+        assert served.service.view.tasks_by_cause_and_start("u", "u1") == []
+        served.service.stop()
+        with pytest.raises(ServiceStopped):
+            tasks.run("echo", {}, "u", "u2")
+        assert tasks.health().stopped is True
+
+
+def test_result_times_out_and_a_stopping_service_ends_the_wait(serve: ServeFactory) -> None:
+    served = serve()
+    with connect(served.url) as tasks:
+        run = tasks.run("held", {}, "h", "h1")
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            run.result(timeout=0.3)
+        assert 0.3 <= time.monotonic() - started < 5
+        assert run.task_object.state == "running"
+        with pytest.raises(ValueError):
+            run.result(timeout=-1)
+        RELEASE.set()
+        assert run.result(timeout=10) == "released"
+
+
+def test_a_closed_port_is_service_unreachable_at_once() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    with connect(f"http://127.0.0.1:{port}", connect_timeout=2) as tasks:
+        with pytest.raises(ServiceUnreachable):
+            tasks.run("echo", {}, "u", "u1")
+        with pytest.raises(ConnectionError):
+            tasks.health()
+    assert time.monotonic() - started < 2
+
+
+def test_an_unanswering_server_is_service_unreachable_after_connect_timeout() -> None:
+    """A listening socket that never accepts: the connect (or the read) times out."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(0)
+        port = sock.getsockname()[1]
+        started = time.monotonic()
+        tasks = connect(f"http://127.0.0.1:{port}", timeout=0.5, connect_timeout=0.5)
+        with tasks, pytest.raises(ServiceUnreachable):
+            tasks.task("x")
+        assert time.monotonic() - started < 5
+
+
+def test_a_token_is_sent_and_a_wrong_one_is_unauthorized(serve: ServeFactory) -> None:
+    served = serve(token="s3cret")
+    with connect(served.url, token="s3cret") as tasks:
+        assert tasks.run("echo", {"a": 1}, "u", "u1").result(timeout=10) == {"echo": {"a": 1}}
+    with connect(served.url, token="wrong") as tasks:
+        with pytest.raises(Unauthorized) as refused:
+            tasks.run("echo", {"a": 2}, "u", "u2")
+        assert refused.value.status == 401
+    assert served.service.view.tasks_by_cause_and_start("u", "u2") == []
+
+
+def test_a_unix_socket(serve: ServeFactory, tmp_path: object) -> None:
+    served = serve()
+    path = f"{tmp_path}/api.sock"
+    with Serving(served.service.asgi_app(), bind(uds=path)):
+        with connect(f"unix://{path}") as tasks:
+            assert tasks.run("echo", {"u": 1}, "u", "u1").result(timeout=10) == {"echo": {"u": 1}}
+
+        async def main() -> object:
+            async with connect_async(f"unix://{path}") as tasks:
+                return await (await tasks.run("echo", {"u": 2}, "u", "u2"))
+
+        assert asyncio.run(main()) == {"echo": {"u": 2}}
+
+
+def test_a_bad_url_is_refused() -> None:
+    for url in ("ftp://x", "unix://relative", "127.0.0.1:8750"):
+        with pytest.raises(ValueError):
+            connect(url)
+
+
+def test_the_async_client(serve: ServeFactory) -> None:
+    served = serve()
+
+    async def main() -> None:
+        async with connect_async(served.url) as tasks:
+            run = await tasks.run(echo, {"a": 1}, "upload", "a1")
+            assert run.created is True
+            assert await run == {"echo": {"a": 1}}
+            assert await run.result(timeout=5) == {"echo": {"a": 1}}
+            many = await tasks.run_many([("echo", {"n": 1}, "m", "m1"), ("held", {}, "m", "m2")])
+            assert [r.task_object.cause for r in many] == ["m1", "m2"]
+            triggered = await tasks.trigger("ping", {"x": 1}, cause="t1")
+            assert [r.task_object.name for r in triggered] == ["echo"]
+            acted = await tasks.action("greet", {"hi": 1})
+            assert (await acted.result(10))["echo"]["hi"] == 1
+            with pytest.raises(TimeoutError):
+                await many[1].result(timeout=0.2)
+            views = tasks.view
+            assert [t.id for t in await views.tasks_by_cause_and_start("m", "m2")] == [many[1].task]
+            assert len(await views.tasks_by_cause_and_state("m", "m2", "running")) == 1
+            assert (
+                len(await views.tasks_by_cause_and_hash("m", "m1", many[0].task_object.hash)) == 1
+            )
+            assert len(await views.tasks_by_state("running")) == 1
+            assert len(await views.tasks_by_root("m", "m2")) == 1
+            assert len(await views.running_task_roots_by_name("held")) == 1
+            assert await views.subtasks(many[1].task) == []
+            assert (await views.task(run.task)) is not None
+            assert await tasks.cancel(many[1].task) == 1
+            with pytest.raises(TaskFailed):
+                await many[1]
+            assert await tasks.cancel_cause("m", "m1") == 0
+            assert (await tasks.health()).ok
+            assert await tasks.task("nope") is None
+            with pytest.raises(UnknownDefinition):
+                await tasks.run("nope", {}, "u", "u1")
+            with pytest.raises(msgspec.ValidationError):
+                await tasks.run_many([("echo", {}, "u", 5)])  # type: ignore[list-item]
+
+    asyncio.run(main())
+
+
+def test_the_async_client_reports_an_unreachable_service() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def main() -> None:
+        async with connect_async(f"http://127.0.0.1:{port}") as tasks:
+            with pytest.raises(ServiceUnreachable):
+                await tasks.run("echo", {}, "u", "u1")
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - started < 2
