@@ -1,7 +1,8 @@
 """Flask under `gunicorn -w 4`: every worker submits to one running `taskservice serve`.
 
     taskservice serve --app examples.deploy_tasks:DEFINITIONS --data ./data --http 127.0.0.1:8750
-    TASKSERVICE_URL=http://127.0.0.1:8750 gunicorn -w 4 -b 127.0.0.1:8000 examples.gunicorn_flask:app
+    export TASKSERVICE_URL=http://127.0.0.1:8750
+    gunicorn -w 4 -b 127.0.0.1:8000 examples.gunicorn_flask:app
 
 The web workers do not start a service (only one process may own the store):
 each keeps one keep-alive client (`taskservice.client.connect`), made on its

@@ -1,7 +1,8 @@
 """FastAPI under `uvicorn --workers 4`: every worker submits to one `taskservice serve`.
 
     taskservice serve --app examples.deploy_tasks:DEFINITIONS --data ./data --http 127.0.0.1:8750
-    TASKSERVICE_URL=http://127.0.0.1:8750 uvicorn --workers 4 --port 8000 examples.uvicorn_fastapi:app
+    export TASKSERVICE_URL=http://127.0.0.1:8750
+    uvicorn --workers 4 --port 8000 examples.uvicorn_fastapi:app
 
 The web workers do not start a service (only one process may own the store):
 each opens one asyncio client (`taskservice.client.connect_async`) in its

@@ -112,7 +112,9 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
 
 
 @contextlib.contextmanager
-def web(command: list[str], url: str, listening: str, booted: str) -> Iterator[tuple[str, set[int]]]:
+def web(
+    command: list[str], url: str, listening: str, booted: str
+) -> Iterator[tuple[str, set[int]]]:
     """Start a web server with its workers; yield its URL and its worker pids.
 
     Waits for the `listening` line (its group 1 is the URL) and `WORKERS`
