@@ -15,7 +15,6 @@ import pykka
 
 from .actors.live import LiveTask, new_id
 from .actors.messages import Cancel, Run, RunMany
-from .actors.reply import wait_reply
 from .actors.supervisor import Supervisor
 from .context import Definition
 from .definition import TaskDefinition
@@ -25,7 +24,7 @@ from .model import (
     Client,
 )
 from .requests import check_cause, prepare_run, run_item
-from .runs import Pending, TaskRun, task_run
+from .runs import Pending, TaskRun
 from .storage import StoreError, TaskStore
 
 __all__ = ["Submitting"]
@@ -61,31 +60,8 @@ class Submitting:
         runs, its result returned if it finished. Failed and cancelled tasks
         are not reused.
         """
-        return self._start(definition, props, cause_type, cause, expire=expire, client=client)
-
-    def _start(
-        self,
-        definition: TaskDefinition[Any, R] | str,
-        props: dict[str, Any] | Any,
-        cause_type: str,
-        cause: str,
-        *,
-        expire: int | None,
-        client: Client | None,
-        parent: LiveTask | None = None,
-        progress_factor: float = 1.0,
-    ) -> TaskRun[R]:
-        run = self._submit(
-            definition,
-            props,
-            cause_type,
-            cause,
-            expire=expire,
-            client=client,
-            parent=parent,
-            progress_factor=progress_factor,
-        )
-        return task_run(run.reply.result(self._ack_timeout), run.definition.result_converter)
+        run = self._submit(definition, props, cause_type, cause, expire=expire, client=client)
+        return self._pending(run).wait()
 
     def submit_subtask(
         self,
@@ -108,6 +84,10 @@ class Submitting:
             parent=parent,
             progress_factor=progress_factor,
         )
+        return self._pending(run)
+
+    def _pending(self, run: Run) -> Pending:
+        """The answer to a run handed to the supervisor, to wait on."""
         return Pending(run.reply, run.definition.result_converter, self._ack_timeout)
 
     def run_many(
@@ -130,10 +110,7 @@ class Submitting:
         if not prepared:
             return []
         self._hand_over(RunMany(prepared))
-        return [
-            task_run(run.reply.result(self._ack_timeout), run.definition.result_converter)
-            for run in prepared
-        ]
+        return [self._pending(run).wait() for run in prepared]
 
     async def run_async(
         self,
@@ -149,8 +126,7 @@ class Submitting:
         `await (await service.run_async(...))` waits for the result too.
         """
         run = self._submit(definition, props, cause_type, cause, expire=expire, client=client)
-        outcome = await wait_reply(run.reply, self._ack_timeout)
-        return task_run(outcome, run.definition.result_converter)
+        return await self._pending(run).wait_async()
 
     def _submit(
         self,

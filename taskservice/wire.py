@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import msgspec
 
-from .model import Client, Task
+from .model import Client, RunTask, Task
 
 __all__ = [
     "API_PREFIX",
@@ -36,15 +36,8 @@ MAX_RESULT_WAIT: Final = 60.0
 """The longest server-side wait of one `GET /v1/tasks/{id}/result` (seconds)."""
 
 
-class RunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """`POST /v1/runs`: the arguments of `service.run`."""
-
-    definition: str
-    props: dict[str, Any]
-    cause_type: str
-    cause: str
-    expire: int | None = None
-    client: Client | None = None
+class RunRequest(RunTask, forbid_unknown_fields=True, kw_only=True):
+    """`POST /v1/runs`: the arguments of `service.run` (the fields of `RunTask`)."""
 
 
 class RunItem(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -125,12 +125,7 @@ class GroupCommit(TaskStore):
                     last_sync = time.monotonic()
                 continue
             batches: list[Batch] = []
-            if first is None:
-                stop = True
-            elif isinstance(first, list):
-                batches.extend(first)
-            else:
-                batches.append(first)
+            stop = _gather(first, batches)
             if self._batch_seconds and self.durability == "batched" and not stop:
                 # At most one commit every batch_ms: wait only for what is left
                 # of the interval since the last one (a lone write goes at once).
@@ -142,12 +137,7 @@ class GroupCommit(TaskStore):
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
-                    stop = True
-                elif isinstance(item, list):
-                    batches.extend(item)
-                else:
-                    batches.append(item)
+                stop = _gather(item, batches) or stop
             if batches or self._held:
                 self._commit(batches)
                 last_commit = time.monotonic()
@@ -382,6 +372,17 @@ class GroupCommit(TaskStore):
             finally:
                 self._resizing = False
                 self._gate.notify_all()
+
+
+def _gather(item: Batch | list[Batch] | None, batches: list[Batch]) -> bool:
+    """Add a queued item's batches to `batches`; whether it is the stop sentinel."""
+    if item is None:
+        return True
+    if isinstance(item, list):
+        batches.extend(item)
+    else:
+        batches.append(item)
+    return False
 
 
 def last_id(key: bytes) -> bytes | None:
