@@ -92,8 +92,8 @@ class Observing:
         of events. Returns the ref (for `unsubscribe`) and that number.
         """
         ref = self._subscriber_ref(subscriber, max_queue)
-        seq = self.bus.ask(Subscribe(ref=ref, pattern="*"))
-        return ref, int(seq)
+        seq: int = self.bus.ask(Subscribe(ref=ref, pattern="*"), block=True)
+        return ref, seq
 
     def unsubscribe(self, subscriber: pykka.ActorRef[Any], pattern: str | None = None) -> None:
         """Stop deliveries to a subscriber (or only those of one pattern).

@@ -217,19 +217,31 @@ class TaskService(Submitting, Observing):
         assert isinstance(found, ProcessExecutor)
         return found
 
-    def asgi_app(self, *, token: str | None = None, max_body: int | None = None) -> Any:
+    def asgi_app(
+        self,
+        *,
+        token: str | None = None,
+        max_body: int | None = None,
+        events_window: int | None = None,
+    ) -> Any:
         """The HTTP API of this service as an ASGI app (needs `taskservice[server]`).
 
         Mount it in a Starlette or FastAPI app, or serve it with any ASGI server.
         `token`: every request must carry `Authorization: Bearer <token>`
         (401 otherwise); without one, serve it on loopback only. `max_body`:
-        the largest request body in bytes (default 1 MiB; 413 beyond). See
+        the largest request body in bytes (default 1 MiB; 413 beyond).
+        `events_window`: how many of the latest state messages the events
+        stream holds for clients that reconnect (default 10,000). See
         docs/server.md.
         """
         from .server import DEFAULT_MAX_BODY, create_app
+        from .wire import EVENTS_WINDOW
 
         return create_app(
-            self, token=token, max_body=DEFAULT_MAX_BODY if max_body is None else max_body
+            self,
+            token=token,
+            max_body=DEFAULT_MAX_BODY if max_body is None else max_body,
+            events_window=EVENTS_WINDOW if events_window is None else events_window,
         )
 
     # -- operations -----------------------------------------------------------

@@ -233,7 +233,11 @@ class TriggerBus(FastActor):
         if not dead:
             return
         for sub in dead:
-            log.warning("dropping dead subscriber %s (%s)", sub.ref, sub.pattern.text if sub.pattern else sub.cause)
+            log.warning(
+                "dropping dead subscriber %s (%s)",
+                sub.ref,
+                sub.pattern.text if sub.pattern else sub.cause,
+            )
             self._metrics.subscriber_error()
         self._subscriptions = [sub for sub in self._subscriptions if sub not in dead]
         self._subscriptions_changed()

@@ -147,7 +147,9 @@ def parse_last_event_id(text: str | None) -> tuple[str, int] | None:
     return epoch, int(seq)
 
 
-def _event(kind: str, value: Any, epoch: str | None = None, seq: int | None = None) -> ServerSentEvent:
+def _event(
+    kind: str, value: Any, epoch: str | None = None, seq: int | None = None
+) -> ServerSentEvent:
     event_id = None if epoch is None else f"{epoch}:{seq}"
     return ServerSentEvent(data=_encode(value).decode(), event=kind, id=event_id)
 
@@ -185,7 +187,9 @@ class _Stream:
         held = self.versions.get(message.task.id)
         return held is None or message.task.version > held
 
-    async def run(self, resume: tuple[str, int] | None, base: int) -> AsyncIterator[ServerSentEvent]:
+    async def run(
+        self, resume: tuple[str, int] | None, base: int
+    ) -> AsyncIterator[ServerSentEvent]:
         log, epoch, want = self.log, self.log.epoch, self.want
         reader = log.add_reader(asyncio.get_running_loop())
         try:
@@ -202,9 +206,12 @@ class _Stream:
             if snapshot:
                 async for event in self.snapshot():
                     yield event
-            yield _event("ready", EventsMark(epoch=epoch, seq=cursor), epoch, cursor)
+            ready = False  # said once the stream caught up with where the log was at `base`
             sent_at = time.monotonic()
             while True:
+                if not ready and cursor >= base:
+                    yield _event("ready", EventsMark(epoch=epoch, seq=cursor), epoch, cursor)
+                    ready = True
                 reader.wake.clear()
                 read = log.read(reader, cursor, BATCH)
                 if read.gap_floor is not None:
@@ -261,4 +268,3 @@ async def events_response(
         ping=0,  # the stream sends its own `ping` events, which carry the cursor
         send_timeout=SEND_TIMEOUT,
     )
-
