@@ -36,6 +36,7 @@ from ..wire import (
     TriggerRequest,
 )
 from .errors import HANDLED, handle_error
+from .openapi import openapi_json
 from .results import read, wait_result
 from .security import DEFAULT_MAX_BODY, Gate, read_body
 from .served import Served
@@ -155,6 +156,7 @@ def create_app(
         Route(f"{v1}/views/{{name}}", view, methods=["GET"]),
         Route(f"{v1}/health", health, methods=["GET"]),
         Route(f"{v1}/ready", ready, methods=["GET"]),
+        Route(f"{v1}/openapi.json", openapi_json, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
     handled: list[type[Exception]] = [*HANDLED, HTTPException]
