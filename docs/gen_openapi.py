@@ -54,6 +54,7 @@ from taskservice.server.errors import (
     UnknownView,
     handle_error,
 )
+from taskservice.server.events import DEFAULT_PING, MAX_PING, MIN_PING
 from taskservice.server.openapi import DOCUMENT, openapi_json
 from taskservice.server.results import read, wait_result
 from taskservice.server.views import DEFAULT_LIMIT, MAX_LIMIT, VIEW_KEYS
@@ -63,11 +64,14 @@ from taskservice.storage.base import StoreFull, StoreIOError
 from taskservice.storage.views import Views
 from taskservice.values import PropsError
 from taskservice.wire import (
+    EVENTS_WINDOW,
     MAX_RESULT_WAIT,
     ActionRequest,
     CancelCauseRequest,
     Cancelled,
     ErrorBody,
+    EventsGap,
+    EventsMark,
     ResultReply,
     RunManyRequest,
     RunRequest,
@@ -84,28 +88,6 @@ OUTPUTS = (ROOT / "docs" / "openapi.json", ROOT / "taskservice" / "server" / DOC
 REF = "#/components/schemas/{name}"
 JSON = "application/json"
 Struct = type[msgspec.Struct]
-
-
-# -- the events stream's messages (until they are in taskservice.wire) --------
-
-
-class EventsMark(msgspec.Struct, kw_only=True):
-    """The `ready` event of `GET /v1/events`: the stream is live after `seq` of the
-    running service `epoch` (sent after any replay or snapshot)."""
-
-    epoch: str
-    seq: int
-
-
-class EventsGap(msgspec.Struct, kw_only=True):
-    """The `gap` event of `GET /v1/events`: messages after `after` and before `first`
-    could not be replayed: they left the replay `window`, the service `restart`ed
-    (`epoch` is the current run), or the client fell too far behind (`overflow`)."""
-
-    epoch: str
-    after: int | None
-    first: int
-    reason: Literal["window", "restart", "overflow"]
 
 
 # -- the errors ---------------------------------------------------------------
@@ -251,13 +233,13 @@ def _path(name: str, description: str) -> Param:
 
 
 TASK_ID = _path("task_id", "The task's id.")
-NAME = _path("name", "The name.")
 
 
 def _view_params() -> tuple[Param, ...]:
     """`name` of the view, every view's key parameters, the paging parameters."""
-    described = ", ".join(
-        f"`{view}` ({', '.join(f'`{key}`' for key in keys)}): {_first_line(getattr(Views, view))}"
+    described = "".join(
+        f"\n- `{view}` ({', '.join(f'`{key}`' for key in keys)}): "
+        f"{_first_line(getattr(Views, view))}"
         for view, keys in VIEW_KEYS.items()
     )
     params = [
@@ -265,7 +247,7 @@ def _view_params() -> tuple[Param, ...]:
             "name",
             "path",
             {"enum": list(VIEW_KEYS)},
-            f"The view; the key parameters each one needs: {described}",
+            f"The view, and the key parameters each one needs:{described}",
             required=True,
         )
     ]
@@ -289,31 +271,48 @@ def _view_params() -> tuple[Param, ...]:
     return tuple(params)
 
 
-EVENT_ID = "`<epoch>:<seq>`"
-EVENTS: dict[str, tuple[str | None, Struct, str]] = {
-    "ready": (EVENT_ID, EventsMark, "The subscription is live (after any replay or snapshot)."),
-    "state": (EVENT_ID, TaskStateChanged, "A task's state changed."),
-    "emitted": (EVENT_ID, TaskEmitted, "A task emitted an event (pattern streams only)."),
-    "task": (
-        None,
-        Task,
-        "A task of the snapshot of a cause stream with `snapshot=true` (again after a gap).",
-    ),
-    "gap": (None, EventsGap, "Events between `after` and `first` could not be replayed."),
-    "stopped": (None, ErrorBody, "The service stopped (`type` `ServiceStopped`); the stream ends."),
+EVENT_ID = "<epoch>:<seq>"
+STOPPED = {
+    "allOf": [{"$ref": REF.format(name="ErrorBody")}],
+    "properties": {"type": {"const": "ServiceStopped"}},
 }
-"""`GET /v1/events`: each event name → its `id:` (None: none), its data's Struct, when."""
+EVENTS: dict[str, tuple[str | None, Struct | dict[str, Any], str]] = {
+    "state": (EVENT_ID, TaskStateChanged, "A task's state or progress changed."),
+    "emitted": (EVENT_ID, TaskEmitted, "A task emitted an event (pattern streams only)."),
+    "task": (None, Task, "A stored task of the cause's snapshot (`snapshot=true`)."),
+    "ready": (EVENT_ID, EventsMark, "The stream is live, after any replay or snapshot."),
+    "ping": (
+        EVENT_ID,
+        EventsMark,
+        "Sent after `ping` seconds of silence; its id moves the client's "
+        "`Last-Event-ID` past the messages that did not match.",
+    ),
+    "gap": (
+        None,
+        EventsGap,
+        "What could not be replayed; a snapshot stream sends a fresh snapshot after it.",
+    ),
+    "stopped": (None, STOPPED, "The service stopped; the stream ends."),
+}
+"""`GET /v1/events`: each event name → its `id:` (None: it has none), its data, when."""
 
 EVENTS_NOTES = (
-    "A Server-Sent Events stream (`text/event-stream`). Each event has an "
-    "`event:` name, an `id:` for those that can be resumed, and one `data:` line "
-    "of JSON; the names and their data's schemas are listed in `x-events` "
-    "(OpenAPI 3.1 cannot describe the items of a stream). A comment line "
-    "(`: ping`) is sent every 15 s as a keep-alive. With the header "
-    "`Last-Event-ID` (an EventSource sends it itself when it reconnects), the "
-    "stream first replays what matched after that event from the server's "
-    "replay window (the latest 10,000 events), then goes on live."
+    "Server-Sent Events (`text/event-stream`): each event has an `event:` name, "
+    "one `data:` line of JSON and, when it can be resumed from, an `id:` "
+    f"`{EVENT_ID}`. `x-events` lists the names with their data's schemas "
+    "(OpenAPI 3.1 cannot describe the items of a stream). A stream follows a "
+    "trigger `pattern` or a cause (`cause_type` and `cause`), not both. With the "
+    "header `Last-Event-ID` (an EventSource sends it itself when it reconnects) "
+    "it first replays what matched after that event from the server's replay "
+    f"window (the latest {EVENTS_WINDOW:,} messages of the service by default), "
+    "then goes on live; a `gap` event says what could not be replayed. A bad "
+    "query or `Last-Event-ID` is `422 ValueError` before the stream starts."
 )
+
+
+def _event_data(data: Struct | dict[str, Any]) -> dict[str, Any]:
+    return {"$ref": REF.format(name=data.__name__)} if isinstance(data, type) else data
+
 
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/runs"): Endpoint(
@@ -470,15 +469,14 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                     {"type": "string", "description": "Server-Sent Events; see `x-events`."},
                     {
                         "x-events": {
-                            name: {"id": event_id, "data": {"$ref": REF.format(name=kind.__name__)}}
-                            | {"description": when}
-                            for name, (event_id, kind, when) in EVENTS.items()
+                            name: {"description": when, "id": event_id, "data": _event_data(data)}
+                            for name, (event_id, data, when) in EVENTS.items()
                         }
                     },
                 ),
             )
         },
-        ("ValueError", "TypeError", "ServiceStopped"),
+        ("ValueError", "ServiceStopped"),
         params=(
             Param(
                 "pattern",
@@ -499,13 +497,24 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                 "snapshot",
                 "query",
                 {"type": "boolean", "default": False},
-                "With a cause: first send every stored task of the cause (`task` events), "
-                "as `service.watch`.",
+                "With a cause: first send every stored task of the cause (`task` "
+                "events), as `service.watch`; again after a `gap`.",
+            ),
+            Param(
+                "ping",
+                "query",
+                {
+                    "type": "number",
+                    "minimum": MIN_PING,
+                    "maximum": MAX_PING,
+                    "default": DEFAULT_PING,
+                },
+                "Seconds of silence after which the stream sends a `ping` event.",
             ),
             Param(
                 "Last-Event-ID",
                 "header",
-                {"type": "string", "pattern": "^[^:]+:[0-9]+$"},
+                {"type": "string", "pattern": "^.+:[0-9]+$"},
                 "`<epoch>:<seq>`, the `id` of the last event received: replay what "
                 "matched after it from the server's replay window, then go on live.",
             ),
@@ -514,11 +523,6 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ),
 }
 """Every endpoint, by (method, path) as the app routes it: the one place of these facts."""
-
-PLANNED = frozenset({("GET", "/v1/events")})
-"""Endpoints documented from their specification before the app serves them (marked
-`x-planned`); the generator refuses any other endpoint the app does not route."""
-
 
 # -- building the document ----------------------------------------------------
 
@@ -541,7 +545,7 @@ def _structs() -> list[Struct]:
         kinds = [body for _, body in endpoint.answers.values() if isinstance(body, type)]
         kinds += [endpoint.body] if endpoint.body is not None else []
         found |= {kind.__name__: kind for kind in kinds}
-    found |= {kind.__name__: kind for _, kind, _ in EVENTS.values()}
+    found |= {data.__name__: data for _, data, _ in EVENTS.values() if isinstance(data, type)}
     return [found[name] for name in sorted(found)]
 
 
@@ -621,15 +625,12 @@ def document() -> dict[str, Any]:
     kinds = error_kinds()
     served = {(method, path): handler for method, path, handler in routes()}
     undocumented = sorted(set(served) - set(ENDPOINTS))
-    unserved = sorted(set(ENDPOINTS) - set(served) - PLANNED)
+    unserved = sorted(set(ENDPOINTS) - set(served))
     if undocumented or unserved:
         raise LookupError(f"ENDPOINTS lacks {undocumented}; the app does not serve {unserved}")
     paths: dict[str, dict[str, Any]] = {}
-    for (method, path), endpoint in ENDPOINTS.items():
-        handler = served.get((method, path))
-        op = operation(method, path, handler or path.rsplit("/", 1)[-1], endpoint, kinds)
-        if handler is None:
-            op["x-planned"] = True
+    for (method, path), handler in served.items():  # in the order of the routes
+        op = operation(method, path, handler, ENDPOINTS[method, path], kinds)
         paths.setdefault(path, {})[method.lower()] = op
     _, schemas = msgspec.json.schema_components(_structs(), ref_template=REF)
     schemas["ErrorBody"]["x-error-types"] = {
@@ -691,9 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(text)
         return 0
     stale = [
-        path
-        for path in OUTPUTS
-        if not path.exists() or path.read_text(encoding="utf-8") != text
+        path for path in OUTPUTS if not path.exists() or path.read_text(encoding="utf-8") != text
     ]
     if args.check:
         for path in stale:
