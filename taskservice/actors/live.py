@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..model import SUCCEEDED_STATES, Progress, Task
 from ..runs import Pending, TaskRun
 from ..states import check_transition
@@ -53,9 +54,9 @@ def log_unwritten(error: BaseException | None) -> None:
         log.error("a task snapshot could not be stored: %s", error)
 
 
-def now_ms() -> int:
-    """Milliseconds since the epoch."""
-    return time.time_ns() // 1_000_000
+def now_ms(clock: Clock = SYSTEM_CLOCK) -> int:
+    """Milliseconds since the epoch, on `clock`."""
+    return int(clock.time() * 1000)
 
 
 _id_prefix = secrets.token_hex(3)
@@ -133,10 +134,27 @@ class Runtime:
     name: str
     store: TaskStore
     scheduler: Scheduler
+    """Timers on the service's clock: retry delays, attempt timeouts, delayed starts."""
     metrics: MetricsHooks
     gateway: Gateway
     bus: pykka.ActorRef[Any] | None = None
     supervisor: pykka.ActorRef[Any] | None = None
+    realtime: Scheduler | None = None
+    """Timers on real time (progress flushes); `scheduler` when that is on the real clock."""
+
+    @property
+    def clock(self) -> Clock:
+        """The service's clock."""
+        return self.scheduler.clock
+
+    def now_ms(self) -> int:
+        """Milliseconds since the epoch on the service's clock."""
+        return int(self.scheduler.clock.time() * 1000)
+
+    @property
+    def flush_timers(self) -> Scheduler:
+        """Where progress flushes wait: real time, whatever the service's clock."""
+        return self.realtime if self.realtime is not None else self.scheduler
 
 
 _NO_PROGRESS: tuple[float, float, str | None, dict[str, Any]] = (0.0, 0.0, None, {})
@@ -355,7 +373,7 @@ class LiveTask:
                 if wait > 0:
                     self._dirty = True
                     if self._flush_timer is None:
-                        self._flush_timer = self.runtime.scheduler.call_later(
+                        self._flush_timer = self.runtime.flush_timers.call_later(
                             wait, self._flush_progress
                         )
                     return
@@ -414,7 +432,7 @@ class LiveTask:
                 return
             self._dirty = True
             if self._flush_timer is None:
-                self._flush_timer = self.runtime.scheduler.call_later(wait, self._flush_progress)
+                self._flush_timer = self.runtime.flush_timers.call_later(wait, self._flush_progress)
 
     def _flush_progress(self) -> None:
         with self.lock:
@@ -425,7 +443,7 @@ class LiveTask:
             if wait > 0:
                 # An update was stored since this flush was scheduled (a report
                 # that found the interval over): flush only once it is over again.
-                self._flush_timer = self.runtime.scheduler.call_later(wait, self._flush_progress)
+                self._flush_timer = self.runtime.flush_timers.call_later(wait, self._flush_progress)
                 return
             self._dirty = False
             self._last_emit = time.monotonic()

@@ -15,7 +15,7 @@ from ..context import TaskContext
 from ..errors import TaskNoRetry
 from ..model import PropsError
 from ..values import MAX_STACK_CHARS, describe_error, storable_text
-from .live import LiveTask, now_ms
+from .live import LiveTask
 from .pool import PooledActor
 from .stacks import format_failure
 
@@ -88,7 +88,7 @@ class TaskActor(PooledActor):
         live = self._live
         definition = live.definition
         ctx = TaskContext(live, self._token)
-        started_at = now_ms()
+        started_at = live.runtime.now_ms()
         result: Any = None
         error: BaseException | None = None
         stack = ""
