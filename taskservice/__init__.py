@@ -8,6 +8,7 @@ and can be observed by cause — pykka actors, LMDB and msgspec.
         print(service.run(resize, {"image": "a.png"}, "upload", "u1").result(timeout=10))
 """
 
+from .clock import Clock, SystemClock
 from .context import TaskContext
 from .definition import (
     ServiceStopped,
@@ -34,10 +35,13 @@ from .model import (
 from .runs import TaskRun
 from .service import TaskService, task
 from .storage import SchemaMismatch, StoreError, StoreFull, StoreIOError
+from .testing import ManualClock
 
 __all__ = [
     "Client",
+    "Clock",
     "Health",
+    "ManualClock",
     "Progress",
     "PropsError",
     "RetryRecord",
@@ -49,6 +53,7 @@ __all__ = [
     "StoreFull",
     "StoreIOError",
     "SubtaskFailed",
+    "SystemClock",
     "Task",
     "TaskCancelled",
     "TaskContext",

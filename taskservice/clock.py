@@ -22,6 +22,7 @@ __all__ = [
     "Clock",
     "SystemClock",
     "Timers",
+    "split_start",
     "start_at_ms",
 ]
 
@@ -155,3 +156,12 @@ def start_at_ms(delay: Any, at: Any, now_ms: int) -> int | None:
     if start > LATEST_START:
         raise ValueError(f"a start time after the year 9999 is refused ({start} ms)")
     return start
+
+
+def split_start(delay: Any, at: Any, now_ms: int) -> tuple[int | None, int | None]:
+    """`(start_at, None)` for `at`, `(None, delay in ms)` for `delay`, checked as
+    `start_at_ms` does: a delay counts from the task's creation, read later."""
+    start = start_at_ms(delay, at, now_ms)
+    if delay is not None and start is not None:
+        return None, start - now_ms
+    return start, None

@@ -13,8 +13,9 @@ cyclic garbage collector's bookkeeping is a large share of a short task's cost.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
-from typing import Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 
@@ -56,6 +57,7 @@ SCHEMA_VERSION: Final = 1
 """Version of the stored record layout; checked when a store is opened."""
 
 State = Literal[
+    "scheduled",
     "created",
     "running",
     "retrying",
@@ -77,7 +79,7 @@ TERMINAL_STATES: Final = frozenset({"done", "failed", "fallbackDone", "cancelled
 SUCCEEDED_STATES: Final = frozenset({"done", "fallbackDone"})
 """Terminal states with a result: the task's code (or its fallback) succeeded."""
 
-ACTIVE_STATES: Final = frozenset({"created", "running", "retrying", "fallback"})
+ACTIVE_STATES: Final = frozenset({"scheduled", "created", "running", "retrying", "fallback"})
 """States in which a task still has work scheduled or running."""
 
 SUBTASK_CAUSE_TYPE: Final = "task_Task"
@@ -139,6 +141,9 @@ class Task(msgspec.Struct, kw_only=True, gc=False):
     started_at: int | None = None
     done_at: int | None = None
     version: int = 1
+    start_at: int | None = None
+    """When a delayed run (`delay=`, `at=`) lets the task start, in ms since the
+    epoch; None for a task that could start when it was created."""
 
     @property
     def is_subtask(self) -> bool:
@@ -164,6 +169,10 @@ class RunTask(msgspec.Struct, kw_only=True):
     cause: str
     expire: int | None = None
     client: Client | None = None
+    delay: float | None = None
+    """Seconds to wait before the task may start (it waits in state `scheduled`)."""
+    at: int | Annotated[datetime.datetime, msgspec.Meta(tz=True)] | None = None
+    """When the task may start: ms since the epoch, or an aware datetime (not with `delay`)."""
 
 
 class RunReply(msgspec.Struct, kw_only=True):

@@ -14,6 +14,7 @@ from .actors.admission import admit
 from .actors.live import LiveTask
 from .actors.messages import Run
 from .actors.reply import Reply
+from .clock import SYSTEM_CLOCK, Clock, split_start
 from .definition import TaskDefinition
 from .errors import UnknownDefinition
 from .model import Client, int_at_least
@@ -34,12 +35,24 @@ def prepare_run(
     client: Client | None,
     parent: LiveTask | None = None,
     progress_factor: float = 1.0,
+    delay: float | None = None,
+    at: Any = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Run:
-    """A validated, hashed run request (raises on bad input; nothing is sent)."""
+    """A validated, hashed run request (raises on bad input; nothing is sent).
+
+    `delay` (seconds) or `at` (ms since the epoch, an aware datetime) give the
+    start time, read on `clock` now.
+    """
     resolved = resolve(definitions, definition)
     check_cause(cause_type, cause)
     if expire is not None and not int_at_least(expire, 0):
         raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
+    start_at = delay_ms = None
+    if delay is not None or at is not None:
+        if parent is not None:
+            raise ValueError("a subtask starts when its parent runs it: it takes no delay")
+        start_at, delay_ms = split_start(delay, at, int(clock.time() * 1000))
     if not isinstance(progress_factor, int | float) or not 0 <= progress_factor < math.inf:
         raise ValueError("progress_factor must be a finite number >= 0")
     props, digest = admit(resolved, resolved.validate_props(props), cause_type, cause, client)
@@ -54,6 +67,8 @@ def prepare_run(
         reply=Reply(),
         parent=parent,
         progress_factor=float(progress_factor),
+        start_at=start_at,
+        delay_ms=delay_ms,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import datetime
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from .actors.trigger_bus import (
     Publish,
     TriggerBus,
 )
+from .clock import SYSTEM_CLOCK, Clock
 from .definition import TaskDefinition
 from .errors import ServiceStopped
 from .executors import EXECUTORS, ProcessExecutor, RemoteExecutor, default_executor
@@ -89,6 +91,7 @@ class TaskService(Submitting, Observing):
         ack_timeout: float = 30.0,
         executors: dict[str, RemoteExecutor] | None = None,
         writer: Literal["process", "thread"] = "process",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> TaskService:
         """Open the store, start the actors and resume unfinished work.
 
@@ -101,7 +104,12 @@ class TaskService(Submitting, Observing):
         `writer`: where a durable or batched store runs its write transactions,
         a child process (default: py-lmdb hands the GIL over at every LMDB
         call, which slows the service's own threads) or the store's thread.
+        `clock`: where the service reads the time (task timestamps, `expire`,
+        retry delays, attempt timeouts, delayed starts); the real clock by
+        default, `taskservice.testing.ManualClock` in tests.
         """
+        if not isinstance(clock, Clock):
+            raise TypeError(f"clock must be a Clock (time, monotonic, ...), not {clock!r}")
         options = ServiceOptions(
             name=name,
             durability=durability,
@@ -127,7 +135,7 @@ class TaskService(Submitting, Observing):
         )
         self = object.__new__(cls)
         self.options = options
-        self._setup(name, store, registered, max_concurrency, metrics, ack_timeout)
+        self._setup(name, store, registered, max_concurrency, metrics, ack_timeout, clock)
         self._executors.update(executors or {})
         if metrics_port is not None:
             try:
@@ -156,6 +164,7 @@ class TaskService(Submitting, Observing):
         max_concurrency: int,
         metrics: MetricsHooks | None,
         ack_timeout: float,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = name
         self.store = store
@@ -174,9 +183,23 @@ class TaskService(Submitting, Observing):
         self._executors: dict[str, RemoteExecutor] = {}
         self._subscriber_pool = SubscriberPool(self.metrics)
         store.on_commit = self.metrics.commit
-        self.scheduler = Scheduler(f"taskservice-scheduler:{name}")
+        self.clock = clock
+        """The service's clock (`TaskService.start(clock=...)`)."""
+        self.scheduler = Scheduler(f"taskservice-scheduler:{name}", clock)
+        # Progress flushes keep to real time: a clock moved by hand gets a timer thread
+        # of its own, the real one serves both.
+        realtime = (
+            self.scheduler
+            if clock is SYSTEM_CLOCK
+            else Scheduler(f"taskservice-realtime:{name}", SYSTEM_CLOCK)
+        )
         self.runtime = Runtime(
-            name=name, store=store, scheduler=self.scheduler, metrics=self.metrics, gateway=self
+            name=name,
+            store=store,
+            scheduler=self.scheduler,
+            metrics=self.metrics,
+            gateway=self,
+            realtime=realtime,
         )
         audience = Audience()
         self.bus: pykka.ActorRef[TriggerBus] = TriggerBus.start(self.metrics, audience)
@@ -261,7 +284,7 @@ class TaskService(Submitting, Observing):
         if not int_at_least(older_than, 0):
             raise ValueError(f"older_than must be an int of ms >= 0, not {older_than!r}")
         chosen = check_purge(states)
-        cutoff = now_ms() - older_than
+        cutoff = now_ms(self.clock) - older_than
         reply: concurrent.futures.Future[frozenset[str]] = concurrent.futures.Future()
         self.supervisor.tell(LiveIds(reply))
         return purge_finished(self.store, chosen, cutoff, reply.result(self._ack_timeout))
@@ -298,6 +321,8 @@ class TaskService(Submitting, Observing):
         except (concurrent.futures.TimeoutError, pykka.ActorDeadError):
             log.warning("task service %r: running attempts abandoned at stop", self.name)
         self.scheduler.stop()
+        if self.runtime.realtime is not self.scheduler and self.runtime.realtime is not None:
+            self.runtime.realtime.stop()
         for remote in self._executors.values():
             try:
                 remote.shutdown()
@@ -354,9 +379,13 @@ class _TaskApi:
         client: Client | None = None,
         *,
         service: str | None = None,
+        delay: float | None = None,
+        at: int | datetime.datetime | None = None,
     ) -> TaskRun[R]:
         """Run a task on the started service (or the one named `service`)."""
-        return TaskService.get(service).run(definition, props, cause_type, cause, expire, client)
+        return TaskService.get(service).run(
+            definition, props, cause_type, cause, expire, client, delay=delay, at=at
+        )
 
 
 task = _TaskApi()

@@ -16,6 +16,8 @@ from .model import State
 __all__ = ["TRANSITIONS", "InvalidTransition", "check_transition"]
 
 TRANSITIONS: Final[dict[State, frozenset[State]]] = {
+    # scheduled: its start time comes (then it is a created task like any other).
+    "scheduled": frozenset({"created", "cancelled"}),
     # created: its attempt starts; at start, a subtask waits for its parent.
     "created": frozenset({"running", "interrupted", "failed", "cancelled"}),
     # running: the attempt ends; or the process ended during it (at start).

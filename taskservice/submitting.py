@@ -7,13 +7,14 @@ thread (`requests.prepare_run`) and handed to the supervisor as a message.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import msgspec
 import pykka
 
-from .actors.live import LiveTask, new_id
+from .actors.live import LiveTask, Runtime, new_id
 from .actors.messages import Cancel, Run, RunMany
 from .actors.supervisor import Supervisor
 from .context import Definition
@@ -39,6 +40,7 @@ class Submitting:
     definitions: dict[str, TaskDefinition[Any, Any]]
     store: TaskStore
     supervisor: pykka.ActorRef[Supervisor]
+    runtime: Runtime
     _stopped: bool
     _ack_timeout: float
 
@@ -52,15 +54,26 @@ class Submitting:
         cause: str,
         expire: int | None = None,
         client: Client | None = None,
+        *,
+        delay: float | None = None,
+        at: int | datetime.datetime | None = None,
     ) -> TaskRun[R]:
         """Create or reuse a task in a cause and run it; returns once it is stored.
 
         A task of the same definition and props in the same cause (and for the
         same client) is reused unless older than `expire` ms: joined while it
-        runs, its result returned if it finished. Failed and cancelled tasks
-        are not reused.
+        runs or waits to start, its result returned if it finished. Failed and
+        cancelled tasks are not reused.
+
+        `delay` (seconds) or `at` (ms since the epoch, or an aware datetime)
+        delays the start: the task is stored at once in state `scheduled` and
+        starts at that time (then waits for a slot like any task). A time that
+        has come already starts it at once. A naive datetime, a negative delay
+        or both arguments raise `ValueError`; nothing is stored then.
         """
-        run = self._submit(definition, props, cause_type, cause, expire=expire, client=client)
+        run = self._submit(
+            definition, props, cause_type, cause, expire=expire, client=client, delay=delay, at=at
+        )
         return self._pending(run).wait()
 
     def submit_subtask(
@@ -95,16 +108,29 @@ class Submitting:
         runs: Iterable[tuple[TaskDefinition[Any, Any] | str, dict[str, Any] | Any, str, str]],
         expire: int | None = None,
         client: Client | None = None,
+        *,
+        delay: float | None = None,
+        at: int | datetime.datetime | None = None,
     ) -> list[TaskRun[Any]]:
         """`run` for many `(definition, props, cause_type, cause)` at once.
 
         Every run is validated first (a bad one raises and nothing is started);
         then all are handed to the supervisor together and acknowledged
         together, so in `durable` mode they share fsyncs instead of paying one
-        each. Returns the runs in order.
+        each. Returns the runs in order. `delay` or `at` delays every run, as
+        in `run`.
         """
         prepared = [
-            self._prepare(definition, props, cause_type, cause, expire=expire, client=client)
+            self._prepare(
+                definition,
+                props,
+                cause_type,
+                cause,
+                expire=expire,
+                client=client,
+                delay=delay,
+                at=at,
+            )
             for definition, props, cause_type, cause in map(run_item, runs)
         ]
         if not prepared:
@@ -120,12 +146,17 @@ class Submitting:
         cause: str,
         expire: int | None = None,
         client: Client | None = None,
+        *,
+        delay: float | None = None,
+        at: int | datetime.datetime | None = None,
     ) -> TaskRun[R]:
         """`run` for asyncio: waits for the acknowledgement without blocking the loop.
 
         `await (await service.run_async(...))` waits for the result too.
         """
-        run = self._submit(definition, props, cause_type, cause, expire=expire, client=client)
+        run = self._submit(
+            definition, props, cause_type, cause, expire=expire, client=client, delay=delay, at=at
+        )
         return await self._pending(run).wait_async()
 
     def _submit(
@@ -139,6 +170,8 @@ class Submitting:
         client: Client | None,
         parent: LiveTask | None = None,
         progress_factor: float = 1.0,
+        delay: float | None = None,
+        at: int | datetime.datetime | None = None,
     ) -> Run:
         """Validate and hash on the caller's thread; hand the run to the supervisor."""
         run = self._prepare(
@@ -150,6 +183,8 @@ class Submitting:
             client=client,
             parent=parent,
             progress_factor=progress_factor,
+            delay=delay,
+            at=at,
         )
         self._hand_over(run)
         return run
@@ -165,6 +200,8 @@ class Submitting:
         client: Client | None,
         parent: LiveTask | None = None,
         progress_factor: float = 1.0,
+        delay: float | None = None,
+        at: int | datetime.datetime | None = None,
     ) -> Run:
         """A validated, hashed run request (raises on bad input; nothing is sent)."""
         if self._stopped:
@@ -182,6 +219,9 @@ class Submitting:
             client=client,
             parent=parent,
             progress_factor=progress_factor,
+            delay=delay,
+            at=at,
+            clock=self.runtime.clock,
         )
 
     def _hand_over(self, message: Run | RunMany | Cancel) -> None:

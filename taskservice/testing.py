@@ -9,7 +9,7 @@ run.result(timeout=5)  # and the task runs, on the service's threads, at once
 
 from __future__ import annotations
 
-import datetime as _dt
+import datetime
 import math
 import threading
 import time
@@ -22,7 +22,7 @@ __all__ = ["ManualClock"]
 
 def _seconds(when: Any) -> float:
     """Seconds since the epoch of a float/int of seconds or an aware datetime."""
-    if isinstance(when, _dt.datetime):
+    if isinstance(when, datetime.datetime):
         if when.tzinfo is None or when.utcoffset() is None:
             raise ValueError(f"a naive datetime ({when.isoformat()}) is refused: give a tzinfo")
         return when.timestamp()
@@ -55,7 +55,7 @@ class ManualClock:
     datetime); the real time by default.
     """
 
-    def __init__(self, start: float | _dt.datetime | None = None) -> None:
+    def __init__(self, start: float | datetime.datetime | None = None) -> None:
         self._wall = time.time() if start is None else _seconds(start)
         self._mono = 0.0
         self._lock = threading.Lock()
@@ -116,7 +116,7 @@ class ManualClock:
             self._move(target)
             self._settle(timeout)
 
-    def advance_to(self, when: float | _dt.datetime, *, timeout: float = 30.0) -> None:
+    def advance_to(self, when: float | datetime.datetime, *, timeout: float = 30.0) -> None:
         """`advance` until the wall time is `when` (seconds since the epoch or an
         aware datetime); `ValueError` if that is in the past."""
         seconds = _seconds(when) - self._wall
@@ -124,7 +124,7 @@ class ManualClock:
             raise ValueError(f"{when!r} is {-seconds:g} s in the past; use set() to go back")
         self.advance(seconds, timeout=timeout)
 
-    def set(self, when: float | _dt.datetime) -> None:
+    def set(self, when: float | datetime.datetime) -> None:
         """Change the wall time to `when`, forward or back, as an operator would:
         no time passes, and no timer is called."""
         wall = _seconds(when)
@@ -177,5 +177,5 @@ class ManualClock:
             each.settle(timeout)
 
     def __repr__(self) -> str:
-        stamp = _dt.datetime.fromtimestamp(self._wall, _dt.UTC).isoformat()
+        stamp = datetime.datetime.fromtimestamp(self._wall, datetime.UTC).isoformat()
         return f"ManualClock({stamp})"

@@ -6,7 +6,8 @@ Imports only the schema, so the client needs neither the service nor Starlette.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+import datetime
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -61,6 +62,10 @@ class RunManyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     runs: list[RunItem]
     expire: int | None = None
     client: Client | None = None
+    delay: float | None = None
+    """Seconds to wait before the tasks may start (they wait in state `scheduled`)."""
+    at: int | Annotated[datetime.datetime, msgspec.Meta(tz=True)] | None = None
+    """When the tasks may start: ms since the epoch, or an aware datetime (not with `delay`)."""
 
 
 class TriggerRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -14,7 +14,6 @@ from ..definition import TaskDefinition
 from ..model import Client, RunReply, Task, check_client, props_hash
 from ..storage.indexes import check_key_parts
 from ..values import canonical_json_of_frozen, check_text, describe_error, freeze
-from .live import LiveTask
 from .messages import RunOutcome
 from .reply import Reply
 
@@ -58,5 +57,5 @@ def run_reply(future: Reply[RunOutcome]) -> RunReply:
         held, created = future.result()
     except BaseException as error:
         return RunReply(error=describe_error(error))
-    task = held.task if isinstance(held, LiveTask) else held
+    task = held if isinstance(held, Task) else held.task
     return RunReply(task=task.id, task_object=task, created=created)

@@ -16,7 +16,7 @@ from ..model import SUCCEEDED_STATES, RetryRecord, State
 from ..storage.base import StoreError
 from ..values import describe_error
 from .base import SupervisorBase
-from .live import LiveTask, now_ms
+from .live import LiveTask
 from .mailbag import StartCommitted
 from .messages import AttemptTimeout, RetryDue, Started
 from .retry import AttemptTimedOut, after_failure
@@ -72,7 +72,7 @@ class AttemptsMixin(SupervisorBase):
             live.update(on_commit=started, state="fallback", **changes)
         else:
             self._rt.metrics.attempt_started(name, wait)
-            live.update(on_commit=started, state="running", started_at=now_ms())
+            live.update(on_commit=started, state="running", started_at=self._rt.now_ms())
         if started is None:
             self._launch(live, token, fallback)
 
@@ -194,21 +194,25 @@ class AttemptsMixin(SupervisorBase):
             # `running` and runs again at the next start.
             return
         text = describe_error(error)
-        record = RetryRecord(started_at=started_at, failed_at=now_ms(), error=text, stack=stack)
+        record = RetryRecord(
+            started_at=started_at, failed_at=self._rt.now_ms(), error=text, stack=stack
+        )
         retries = [*live.task.retries, record]
         live.last_error = error
         if decision.next == "retry_at_next_start":
             live.update(state="retrying", retries=retries, error=text)
         elif decision.next == "retry":
+            if decision.delay_ms > 0:
+                # Armed before `retrying` is stored: whoever sees that state (a test
+                # on a manual clock) finds the timer armed.
+                ref = self.actor_ref
+                live.timer = self._rt.scheduler.call_later(
+                    decision.delay_ms / 1000.0, lambda: _tell(ref, RetryDue(live))
+                )
             live.update(state="retrying", retries=retries, error=text)
             self._rt.metrics.task_retried(definition.name)
             if decision.delay_ms <= 0:
                 self._dispatch(live)  # no delay: no timer, no round trip through the scheduler
-                return
-            ref = self.actor_ref
-            live.timer = self._rt.scheduler.call_later(
-                decision.delay_ms / 1000.0, lambda: _tell(ref, RetryDue(live))
-            )
         elif decision.next == "fallback_at_next_start":
             # The fallback runs at the next start (recovery resumes `fallback`).
             live.update(state="fallback", retries=retries, error=text)
@@ -228,11 +232,12 @@ class AttemptsMixin(SupervisorBase):
         task = live.update(
             on_commit=_Ended(self, live, threading.get_ident()),
             state=state,
-            done_at=now_ms(),
+            done_at=self._rt.now_ms(),
             progress=progress,
             **changes,
         )
-        duration = (task.done_at or 0) - task.created_at
+        # A delayed task counts from its start time, not from the run that scheduled it.
+        duration = (task.done_at or 0) - max(task.created_at, task.start_at or 0)
         self._rt.metrics.task_finished(task.name, state, duration / 1000.0)
 
 

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..definition import TaskDefinition
-from ..model import State
+from ..model import State, Task
 from ..storage.views import Views
 from .live import LiveTask, Runtime
 from .mailbag import Mailbag
 from .messages import Drain
 from .pool import FastActor
+from .waiting import Waiting
 
 __all__ = ["SupervisorBase"]
 
@@ -45,6 +46,11 @@ class SupervisorBase(FastActor):
     _drain: Drain | None
     _mailbag: Mailbag
     _unreleased: list[LiveTask] | None
+    _waiting: dict[str, Waiting]
+    """Tasks stored `scheduled` (by id): each is a timer, not a live task."""
+    _waiting_new: dict[tuple[str, str, str], Waiting]
+    """The same by (cause type, cause, hash), until their snapshot is committed
+    (before that the store's reuse lookup does not find them)."""
 
     # -- owned by `supervisor` (runs and the registry) --------------------------
 
@@ -75,4 +81,18 @@ class SupervisorBase(FastActor):
         raise NotImplementedError
 
     def _finish(self, live: LiveTask, state: State, **changes: Any) -> None:
+        raise NotImplementedError
+
+    # -- owned by `delayed` -------------------------------------------------------
+
+    def _cancel_waiting(self, waiting: Waiting, stored: Task | None = None) -> int:
+        raise NotImplementedError
+
+    def _cancel_waiting_of_cause(self, cause: tuple[str, str]) -> set[str]:
+        raise NotImplementedError
+
+    def _arm_stored(self, task: Task) -> Waiting:
+        raise NotImplementedError
+
+    def _stop_waiting(self) -> None:
         raise NotImplementedError

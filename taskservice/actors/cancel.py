@@ -7,7 +7,7 @@ import msgspec
 from ..model import ACTIVE_STATES, SUBTASK_CAUSE_TYPE, Task
 from ..states import check_transition
 from .base import SupervisorBase
-from .live import LiveTask, log_unwritten, now_ms
+from .live import LiveTask, log_unwritten
 from .messages import Cancel
 
 __all__ = ["CancelMixin"]
@@ -20,8 +20,11 @@ class CancelMixin(SupervisorBase):
         count = 0
         if message.task_id is not None:
             live = self._live.get(message.task_id)
+            waiting = self._waiting.get(message.task_id)
             if live is not None:
                 count += self._cancel_live(live)
+            elif waiting is not None:
+                count += self._cancel_waiting(waiting)
             else:
                 stored = self._rt.store.get(message.task_id)
                 if stored is not None:
@@ -31,10 +34,17 @@ class CancelMixin(SupervisorBase):
             for live in list(self._live.values()):
                 if (live.task.cause_type, live.task.cause) == cause:
                     count += self._cancel_live(live)
+            fresh = self._cancel_waiting_of_cause(cause)  # scheduled, not committed yet
+            count += len(fresh)
             views = self._views
             for state in (*ACTIVE_STATES, "interrupted"):
                 for stored in list(views.every(views.tasks_by_cause_and_state, *cause, state)):
-                    if stored.id not in self._live:
+                    waiting = self._waiting.get(stored.id)
+                    if stored.id in fresh:
+                        continue
+                    if waiting is not None:
+                        count += self._cancel_waiting(waiting, stored)
+                    elif stored.id not in self._live:
                         count += self._cancel_stored(stored)
         message.reply.set_result(count)
         return count
@@ -66,7 +76,11 @@ class CancelMixin(SupervisorBase):
             count += self._cancel_live(live) if live is not None else self._cancel_stored(child)
         check_transition(task.id, task.state, "cancelled")
         cancelled = msgspec.structs.replace(
-            task, state="cancelled", error="cancelled", done_at=now_ms(), version=task.version + 1
+            task,
+            state="cancelled",
+            error="cancelled",
+            done_at=self._rt.now_ms(),
+            version=task.version + 1,
         )
         self._rt.store.submit((cancelled,), log_unwritten)
         return count

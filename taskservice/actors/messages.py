@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..model import Client, Task
+from ..runs import Held
 from .live import LiveTask
 from .reply import Reply
 
@@ -32,8 +33,9 @@ __all__ = [
     "Started",
 ]
 
-RunOutcome = tuple[LiveTask | Task, bool]
-"""What a run request resolves to: the live task (or a finished snapshot), and whether it is new."""
+RunOutcome = tuple[Held | Task, bool]
+"""What a run request resolves to: the live (or scheduled) task, or a finished
+snapshot, and whether it is new."""
 
 
 @dataclass(slots=True)
@@ -50,6 +52,10 @@ class Run:
     reply: Reply[RunOutcome]
     parent: LiveTask | None = None
     progress_factor: float = 1.0
+    start_at: int | None = None
+    """When the task may start (ms since the epoch), for a run with `at`."""
+    delay_ms: int | None = None
+    """How long after its creation the task may start, for a run with `delay`."""
 
 
 @dataclass(slots=True)

@@ -22,8 +22,14 @@ class RecoveryMixin(SupervisorBase):
         """Resume unfinished tasks of a previous process; report the unknown ones."""
         unknown: list[Task] = []
         found: list[Task] = []
-        for state in ACTIVE_STATES:
+        for state in sorted(ACTIVE_STATES - {"scheduled"}):
             found.extend(self._views.every(self._views.tasks_by_state, state))
+        for task in self._views.every(self._views.tasks_by_state, "scheduled"):
+            # Armed again; a start time that passed while the service was down is due now.
+            if task.name in self._definitions:
+                self._arm_stored(task)
+            else:
+                unknown.append(task)
         for task in found:
             definition = self._definitions.get(task.name)
             if definition is None:
@@ -91,6 +97,7 @@ class RecoveryMixin(SupervisorBase):
 
     def _on_drain(self, message: Drain) -> None:
         self._stopping = True
+        self._stop_waiting()
         for live in list(self._live.values()):
             if live.timer is not None and live.task.state == "retrying":
                 live.timer.cancel()
@@ -110,6 +117,7 @@ class RecoveryMixin(SupervisorBase):
             message.reply.set_result(None)
 
     def on_stop(self) -> None:
+        self._stop_waiting()
         stopped = ServiceStopped("the task service stopped before this task finished")
         for live in self._live.values():
             if not live.result.done():

@@ -2,8 +2,9 @@
 
 Its other parts are mixins in their own modules: `attempts` (slots, the
 queue, starting and ending attempts, the retry decision), `cancel`,
-`recovery` (resume at start, drain at stop); `base` declares the state they
-share. Every state decision is taken on the supervisor's thread.
+`delayed` (tasks waiting for their start time), `recovery` (resume at
+start, drain at stop); `base` declares the state they share. Every state
+decision is taken on the supervisor's thread.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from pykka import messages as pykka_messages
 
+from ..clock import split_start
 from ..definition import TaskDefinition
 from ..errors import ServiceStopped
 from ..model import SUCCEEDED_STATES, RunReply, RunTask, Task, int_at_least
@@ -26,7 +28,8 @@ from .admission import admit, reusable, run_reply
 from .attempts import AttemptsMixin
 from .base import SupervisorBase
 from .cancel import CancelMixin
-from .live import LiveTask, Runtime, log_unwritten, new_id, now_ms
+from .delayed import DelayedMixin
+from .live import LiveTask, Runtime, log_unwritten, new_id
 from .mailbag import Collect, CreatedCommitted, Mailbag
 from .messages import (
     AttemptTimeout,
@@ -44,6 +47,7 @@ from .messages import (
 from .recovery import RecoveryMixin
 from .reply import Reply
 from .task_actor import AttemptEnded
+from .waiting import Waiting, WaitingCommitted
 
 __all__ = ["Run", "RunMany", "RunOutcome", "Supervisor", "admit"]
 
@@ -60,7 +64,7 @@ class _Later:
         self.convert = convert
 
 
-class Supervisor(AttemptsMixin, CancelMixin, RecoveryMixin, SupervisorBase):
+class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, SupervisorBase):
     """Owns the registry of live tasks; every state decision is taken here.
 
     Runs go in as `RunTask` (public) or internal `Run` messages; a task with
@@ -68,7 +72,8 @@ class Supervisor(AttemptsMixin, CancelMixin, RecoveryMixin, SupervisorBase):
     returned if it finished and has not expired. New tasks are persisted and
     then started on a `TaskActor`, at most `max_concurrency` top-level
     attempts at a time (subtasks do not wait for a slot: their parent holds
-    one). Retry timers live in the shared scheduler.
+    one). Retry timers and the start times of delayed runs live in the
+    shared scheduler.
     """
 
     use_daemon_thread = True
@@ -94,6 +99,8 @@ class Supervisor(AttemptsMixin, CancelMixin, RecoveryMixin, SupervisorBase):
         self._mailbag = Mailbag(self.actor_ref)
         self._unreleased: list[LiveTask] | None = None
         """While a `RunMany` is handled: new tasks whose held snapshot it writes at its end."""
+        self._waiting: dict[str, Waiting] = {}
+        self._waiting_new: dict[tuple[str, str, str], Waiting] = {}
 
     def _actor_loop_running(self) -> None:
         inbox = self.actor_inbox
@@ -161,6 +168,9 @@ class Supervisor(AttemptsMixin, CancelMixin, RecoveryMixin, SupervisorBase):
             expire = message.expire
             if expire is not None and not int_at_least(expire, 0):
                 raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
+            start_at = delay_ms = None
+            if message.delay is not None or message.at is not None:
+                start_at, delay_ms = split_start(message.delay, message.at, self._rt.now_ms())
             props, digest = admit(
                 definition, message.props, message.cause_type, message.cause, message.client
             )
@@ -177,6 +187,8 @@ class Supervisor(AttemptsMixin, CancelMixin, RecoveryMixin, SupervisorBase):
                 client=message.client,
                 hash=digest,
                 reply=reply,
+                start_at=start_at,
+                delay_ms=delay_ms,
             )
         )
         return _Later(reply, run_reply)
@@ -189,7 +201,7 @@ class Supervisor(AttemptsMixin, CancelMixin, RecoveryMixin, SupervisorBase):
         self._definitions.setdefault(definition.name, definition)
         key = (run.cause_type, run.cause, run.hash)
         expire = run.expire if run.expire is not None else definition.expire
-        now = now_ms()
+        now = self._rt.now_ms()
         live = self._by_hash.get(key)
         if live is not None and reusable(live.task, run.props, expire, now):
             self._rt.metrics.task_reused(definition.name)
@@ -199,7 +211,15 @@ class Supervisor(AttemptsMixin, CancelMixin, RecoveryMixin, SupervisorBase):
             else:
                 live.await_commit(run.reply)
             return
+        waiting = self._waiting_new.get(key)
+        fresh = waiting.task if waiting is not None else None  # not committed yet
+        if waiting is not None and fresh is not None and reusable(fresh, run.props, expire, now):
+            self._join_waiting(waiting, run, fresh)
+            return
         stored = self._find_stored(key, run.props, expire, now)
+        if stored is not None and stored.state == "scheduled" and stored.id not in self._live:
+            self._join_waiting(self._waiting_for(stored, definition), run, stored)
+            return
         if stored is not None and stored.id not in self._live:
             self._rt.metrics.task_reused(definition.name)
             if stored.state in SUCCEEDED_STATES:
@@ -212,9 +232,13 @@ class Supervisor(AttemptsMixin, CancelMixin, RecoveryMixin, SupervisorBase):
             live.await_commit(run.reply)
             live.update(on_commit=self._committed_callback(live), state="created")
             return
+        start_at = run.start_at if run.delay_ms is None else now + run.delay_ms
+        if start_at is not None and start_at > now:
+            self._schedule(run, definition, now, start_at)
+            return
         parent = run.parent
         task = Task(
-            id=new_id(now),
+            id=new_id(),
             name=definition.name,
             service=definition.service or self._rt.name,
             properties=run.props,
@@ -364,6 +388,8 @@ class Supervisor(AttemptsMixin, CancelMixin, RecoveryMixin, SupervisorBase):
         AttemptTimeout: AttemptsMixin._on_attempt_timeout,
         RetryDue: AttemptsMixin._on_retry_due,
         Collect: _on_collect,
+        Waiting: DelayedMixin._on_waiting_due,
+        WaitingCommitted: DelayedMixin._on_waiting_committed,
         Cancel: CancelMixin._on_cancel,
         Recover: RecoveryMixin._on_recover,
         Drain: RecoveryMixin._on_drain,

@@ -4,6 +4,7 @@ and its run handle (`await run` or `await run.result(timeout)`)."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from collections.abc import AsyncGenerator, Generator, Iterable
 from typing import Any, TypeVar
@@ -202,9 +203,14 @@ class AsyncTaskClient:
         cause: str,
         expire: int | None = None,
         client: Client | None = None,
+        *,
+        delay: float | None = None,
+        at: int | datetime.datetime | None = None,
     ) -> AsyncRemoteRun:
         """As `TaskClient.run` (sent once more after a lost answer; joins the same task)."""
-        reply = await self._send(calls.run(definition, props, cause_type, cause, expire, client))
+        reply = await self._send(
+            calls.run(definition, props, cause_type, cause, expire, client, delay, at)
+        )
         return AsyncRemoteRun(self, reply, calls.result_type_of(definition))
 
     async def run_many(
@@ -212,10 +218,13 @@ class AsyncTaskClient:
         runs: Iterable[tuple[str | Named, dict[str, Any], str, str]],
         expire: int | None = None,
         client: Client | None = None,
+        *,
+        delay: float | None = None,
+        at: int | datetime.datetime | None = None,
     ) -> list[AsyncRemoteRun]:
         """As `TaskClient.run_many`."""
         runs = list(runs)
-        reply = await self._send(calls.run_many(runs, expire, client))
+        reply = await self._send(calls.run_many(runs, expire, client, delay, at))
         return [
             AsyncRemoteRun(self, run, calls.result_type_of(item[0]))
             for run, item in zip(reply.runs, runs, strict=True)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from ..clock import start_at_ms
 from ..model import Client, Health, Task
 from ..wire import (
     API_PREFIX,
@@ -27,7 +28,7 @@ from ..wire import (
 )
 from .errors import error_from
 
-__all__ = ["Call", "Named", "definition_name", "result_type_of", "typed"]
+__all__ = ["Call", "Named", "check_start", "definition_name", "result_type_of", "typed"]
 
 T = TypeVar("T")
 
@@ -47,6 +48,13 @@ def definition_name(definition: str | Named) -> str:
     if not isinstance(name, str):
         raise TypeError(f"a definition is a name or a TaskDefinition, not {definition!r}")
     return name
+
+
+def check_start(delay: Any, at: Any) -> None:
+    """Refuse a bad `delay` or `at` before anything is sent (as the service would:
+    a negative delay, a naive datetime, both, a value of the wrong type)."""
+    if delay is not None or at is not None:
+        start_at_ms(delay, at, 0)
 
 
 def result_type_of(definition: str | Named) -> Any:
@@ -118,7 +126,10 @@ def run(
     cause: str,
     expire: int | None,
     client: Client | None,
+    delay: float | None = None,
+    at: Any = None,
 ) -> Call[RunResponse]:
+    check_start(delay, at)
     body = RunRequest(
         definition=definition_name(definition),
         props=props,
@@ -126,6 +137,8 @@ def run(
         cause=cause,
         expire=expire,
         client=client,
+        delay=delay,
+        at=at,
     )
     return Call("POST", f"{API_PREFIX}/runs", _RUN, _encode(body))
 
@@ -134,12 +147,15 @@ def run_many(
     runs: Iterable[tuple[str | Named, dict[str, Any], str, str]],
     expire: int | None,
     client: Client | None,
+    delay: float | None = None,
+    at: Any = None,
 ) -> Call[RunsResponse]:
+    check_start(delay, at)
     items = [
         RunItem(definition=definition_name(d), props=p, cause_type=ct, cause=c)
         for d, p, ct, c in runs
     ]
-    body = RunManyRequest(runs=items, expire=expire, client=client)
+    body = RunManyRequest(runs=items, expire=expire, client=client, delay=delay, at=at)
     return Call("POST", f"{API_PREFIX}/runs/many", _RUNS, _encode(body))
 
 

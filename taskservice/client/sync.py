@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Generator, Iterable
 from typing import Any, TypeVar
@@ -221,12 +222,17 @@ class TaskClient:
         cause: str,
         expire: int | None = None,
         client: Client | None = None,
+        *,
+        delay: float | None = None,
+        at: int | datetime.datetime | None = None,
     ) -> RemoteRun:
         """Start a task (or join the same one within its cause), as `service.run`.
 
         Sent once more if the connection breaks before the answer came: the
         second request joins the task the first one created (hash reuse)."""
-        reply = self._send(calls.run(definition, props, cause_type, cause, expire, client))
+        reply = self._send(
+            calls.run(definition, props, cause_type, cause, expire, client, delay, at)
+        )
         return RemoteRun(self, reply, calls.result_type_of(definition))
 
     def run_many(
@@ -234,10 +240,13 @@ class TaskClient:
         runs: Iterable[tuple[str | Named, dict[str, Any], str, str]],
         expire: int | None = None,
         client: Client | None = None,
+        *,
+        delay: float | None = None,
+        at: int | datetime.datetime | None = None,
     ) -> list[RemoteRun]:
         """Start several tasks in one request; one bad run refuses them all."""
         runs = list(runs)
-        reply = self._send(calls.run_many(runs, expire, client))
+        reply = self._send(calls.run_many(runs, expire, client, delay, at))
         return [
             RemoteRun(self, run, calls.result_type_of(item[0]))
             for run, item in zip(reply.runs, runs, strict=True)

@@ -45,13 +45,20 @@ class MetricsHooks:
         """Recovery found an attempt of `name` cut short by the end of the process."""
 
     def task_finished(self, name: str, state: str, duration: float | None) -> None:
-        """A task reached a terminal state, `duration` seconds after it was created."""
+        """A task reached a terminal state, `duration` seconds after it was created
+        (after its start time, for a delayed task; None: it never started)."""
 
     def running_changed(self, name: str, delta: int) -> None:
         """The number of running attempts of `name` changed by `delta`."""
 
     def queued(self, count: int) -> None:
         """The number of tasks waiting for a concurrency slot is now `count`."""
+
+    def scheduled(self, count: int) -> None:
+        """The number of tasks waiting for their start time (`scheduled`) is now `count`."""
+
+    def start_lateness(self, name: str, seconds: float) -> None:
+        """A delayed task of `name` left `scheduled` `seconds` after its start time."""
 
     def progress_update(self, name: str) -> None:
         """A progress update was stored and published."""

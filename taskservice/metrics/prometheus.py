@@ -64,9 +64,9 @@ class PrometheusMetrics(MetricsHooks):
     scrape time. Thread safety follows the callers of a service:
 
     - the supervisor thread alone calls `task_created`, `task_reused`,
-      `attempt_started`, `task_retried`, `task_finished`, `running_changed`
-      and `queued`; the trigger bus thread alone calls `triggers_delivered`,
-      `subscriber_error` and `subscribers`, and nearly alone
+      `attempt_started`, `task_retried`, `task_finished`, `running_changed`,
+      `queued`, `scheduled` and `start_lateness`; the trigger bus thread alone
+      calls `triggers_delivered`, `subscriber_error` and `subscribers`, and nearly alone
       `subscriber_dropped` (the thread that tells a callable subscriber drops
       for it; that is the bus unless the caller tells the ref too). Those
       write without a lock (one writer each); a scrape reads copies taken
@@ -91,7 +91,9 @@ class PrometheusMetrics(MetricsHooks):
         self._finished: Counts[tuple[str, str]] = Counts()
         self._running: dict[str, int] = {}
         self._queued = 0
+        self._scheduled = 0
         self._duration: Histograms[str] = Histograms(len(DURATION_BUCKETS))
+        self._lateness: Histograms[str] = Histograms(len(DURATION_BUCKETS))
         self._queue_wait: Histograms[str] = Histograms(len(DURATION_BUCKETS))
         # Written by the trigger bus thread only.
         self._delivered = 0
@@ -142,6 +144,15 @@ class PrometheusMetrics(MetricsHooks):
 
     def queued(self, count: int) -> None:
         self._queued = count
+
+    def scheduled(self, count: int) -> None:
+        self._scheduled = count
+
+    def start_lateness(self, name: str, seconds: float) -> None:
+        series = self._lateness[name]
+        seconds = max(0.0, seconds)
+        series[-1] += seconds
+        series[bisect_left(DURATION_BUCKETS, seconds)] += 1
 
     def progress_update(self, name: str) -> None:
         lock = self._progress_lock
@@ -258,17 +269,27 @@ class PrometheusMetrics(MetricsHooks):
             f"{p}tasks_queued", "Tasks waiting for a slot.", float(self._queued)
         )
         yield GaugeMetricFamily(
+            f"{p}tasks_scheduled",
+            "Tasks waiting for their start time (delayed runs).",
+            float(self._scheduled),
+        )
+        yield GaugeMetricFamily(
             f"{p}subscribers", "Active subscriptions.", float(self._subscribers)
         )
         yield histogram(
             f"{p}task_duration_seconds",
-            "Time from creation to a terminal state.",
+            "Time from creation (a delayed task: its start time) to a terminal state.",
             self._duration,
         )
         yield histogram(
             f"{p}task_queue_wait_seconds",
             "Time an attempt waited for a concurrency slot.",
             self._queue_wait,
+        )
+        yield histogram(
+            f"{p}task_start_lateness_seconds",
+            "Time from a delayed task's start time to its leaving `scheduled`.",
+            self._lateness,
         )
         born = {(): self._born}
         yield histogram_family(

@@ -82,14 +82,23 @@ def create_app(
     async def run_one(request: Request) -> Response:
         body = await _decode(request, RunRequest)
         run = await service.run_async(
-            body.definition, body.props, body.cause_type, body.cause, body.expire, body.client
+            body.definition,
+            body.props,
+            body.cause_type,
+            body.cause,
+            body.expire,
+            body.client,
+            delay=body.delay,
+            at=body.at,
         )
         return _json(_run(run), 201 if run.created else 200)
 
     async def run_many(request: Request) -> Response:
         body = await _decode(request, RunManyRequest)
         items = [(item.definition, item.props, item.cause_type, item.cause) for item in body.runs]
-        runs = await run_in_threadpool(service.run_many, items, body.expire, body.client)
+        runs = await run_in_threadpool(
+            lambda: service.run_many(items, body.expire, body.client, delay=body.delay, at=body.at)
+        )
         return _json(RunsResponse(runs=[_run(run) for run in runs]))
 
     async def trigger(request: Request) -> Response:

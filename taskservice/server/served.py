@@ -35,6 +35,9 @@ class Served(Protocol):
         cause: str,
         expire: int | None = None,
         client: Client | None = None,
+        *,
+        delay: float | None = None,
+        at: Any = None,
     ) -> TaskRun[Any]: ...
 
     def run_many(
@@ -42,6 +45,9 @@ class Served(Protocol):
         runs: Iterable[tuple[Any, dict[str, Any] | Any, str, str]],
         expire: int | None = None,
         client: Client | None = None,
+        *,
+        delay: float | None = None,
+        at: Any = None,
     ) -> list[TaskRun[Any]]: ...
 
     def trigger(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import socket
 import time
 
@@ -12,6 +13,7 @@ import pytest
 from taskservice import PropsError, ServiceStopped, TaskFailed, UnknownDefinition
 from taskservice.client import ServiceUnreachable, Unauthorized, connect, connect_async
 from taskservice.server.serving import Serving, bind
+from taskservice.testing import ManualClock
 from tests.server.conftest import ServeFactory
 from tests.server.defs import RELEASE, echo
 
@@ -248,3 +250,47 @@ def test_a_definition_with_a_result_type_gets_its_result_converted(
             return await (await tasks.run(typed_echo, {"a": 4}, "typed", "t4"))
 
     assert asyncio.run(main()) == Echoed(echo={"a": 4})
+
+
+def test_the_client_can_delay_a_run(serve: ServeFactory) -> None:
+    clock = ManualClock(1_900_000_000.0)
+    served = serve(clock=clock)
+    now_ms = 1_900_000_000_000
+    at = datetime.datetime.fromtimestamp(
+        1_900_000_090, datetime.timezone(datetime.timedelta(hours=-5))
+    )
+    with connect(served.url) as tasks:
+        run = tasks.run(echo, {"a": 1}, "later", "l1", delay=60)
+        assert run.created and run.task_object.state == "scheduled"
+        assert run.task_object.start_at == now_ms + 60_000
+        by_at = tasks.run(echo, {"a": 2}, "later", "l2", at=at)
+        assert by_at.task_object.start_at == now_ms + 90_000
+        many = tasks.run_many([(echo, {"a": 3}, "later", "l3")], at=now_ms + 30_000)
+        assert many[0].task_object.state == "scheduled"
+        joined = tasks.run(echo, {"a": 1}, "later", "l1")
+        assert (joined.task, joined.created) == (run.task, False)
+        # Refused before anything is sent, as in-process.
+        with pytest.raises(ValueError, match="aware datetime"):
+            tasks.run(echo, {"a": 4}, "later", "l4", at=datetime.datetime(2030, 1, 1))
+        with pytest.raises(ValueError, match="delay must be"):
+            tasks.run_many([(echo, {"a": 4}, "later", "l4")], delay=-1)
+        assert [t.id for t in tasks.view.tasks_by_state("scheduled")] == sorted(
+            [run.task, by_at.task, many[0].task]
+        )
+        clock.advance(60)
+        assert run.result(timeout=10) == {"echo": {"a": 1}}
+        assert many[0].result(timeout=10) == {"echo": {"a": 3}}
+        still = tasks.task(by_at.task)
+        assert still is not None and still.state == "scheduled"
+        clock.advance(30)
+        assert by_at.result(timeout=10) == {"echo": {"a": 2}}
+
+    async def delayed() -> None:
+        async with connect_async(served.url) as remote:
+            later = await remote.run(echo, {"a": 5}, "later", "l5", delay=10)
+            assert later.task_object.state == "scheduled"
+            assert later.task_object.start_at == now_ms + 100_000
+            clock.advance(10)
+            assert await later.result(timeout=10) == {"echo": {"a": 5}}
+
+    asyncio.run(delayed())

@@ -72,10 +72,13 @@ class Reference(MetricsHooks):
         self.commits = Counter(f"{P}storage_commits", "Store commits.", registry=r)
         self.running = Gauge(f"{P}tasks_running", "Attempts running now.", ["task"], registry=r)
         self.queued_ = Gauge(f"{P}tasks_queued", "Tasks waiting for a slot.", registry=r)
+        self.scheduled_ = Gauge(
+            f"{P}tasks_scheduled", "Tasks waiting for their start time (delayed runs).", registry=r
+        )
         self.subscribers_ = Gauge(f"{P}subscribers", "Active subscriptions.", registry=r)
         self.duration = Histogram(
             f"{P}task_duration_seconds",
-            "Time from creation to a terminal state.",
+            "Time from creation (a delayed task: its start time) to a terminal state.",
             ["task"],
             buckets=DURATION_BUCKETS,
             registry=r,
@@ -83,6 +86,13 @@ class Reference(MetricsHooks):
         self.queue_wait = Histogram(
             f"{P}task_queue_wait_seconds",
             "Time an attempt waited for a concurrency slot.",
+            ["task"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.lateness = Histogram(
+            f"{P}task_start_lateness_seconds",
+            "Time from a delayed task's start time to its leaving `scheduled`.",
             ["task"],
             buckets=DURATION_BUCKETS,
             registry=r,
@@ -123,6 +133,12 @@ class Reference(MetricsHooks):
 
     def queued(self, count: int) -> None:
         self.queued_.set(count)
+
+    def scheduled(self, count: int) -> None:
+        self.scheduled_.set(count)
+
+    def start_lateness(self, name: str, seconds: float) -> None:
+        self.lateness.labels(name).observe(seconds)
 
     def progress_update(self, name: str) -> None:
         self.progress.labels(name).inc()
@@ -172,6 +188,8 @@ def hook_calls(seed: int, count: int) -> list[tuple[str, tuple[Any, ...]]]:
                     ("task_finished", (name, rng.choice(STATES), rng.choice((None, value)))),
                     ("running_changed", (name, rng.choice((1, -1)))),
                     ("queued", (number,)),
+                    ("scheduled", (number,)),
+                    ("start_lateness", (name, value)),
                     ("progress_update", (name,)),
                     ("triggers_delivered", (number,)),
                     ("subscriber_error", ()),
@@ -206,7 +224,7 @@ def test_a_fresh_registry_exposes_what_prometheus_client_did() -> None:
     assert without_created_values(ours) == without_created_values(theirs)
     assert f"{P}tasks_queued 0.0" in ours
     families = {family.name for family in text_string_to_metric_families(ours)}
-    assert len(families) == 18 + 6  # counters' `_created` are families of their own in 0.0.4
+    assert len(families) == 20 + 6  # counters' `_created` are families of their own in 0.0.4
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -33,12 +33,16 @@ ServeFactory = Callable[..., Served]
 
 @pytest.fixture
 def serve(services: Services) -> Iterator[ServeFactory]:
-    """`serve(durability=..., token=..., max_body=...)`: a service and its HTTP API."""
+    """`serve(durability=..., token=..., clock=..., max_body=...)`: a service (on `clock`,
+    when given) and its HTTP API."""
     started: list[Served] = []
     RELEASE.clear()
 
-    def factory(durability: str = "durable", token: str | None = None, **app: Any) -> Served:
-        service = services(DEFINITIONS, durability=durability)
+    def factory(
+        durability: str = "durable", token: str | None = None, clock: Any = None, **app: Any
+    ) -> Served:
+        options = {} if clock is None else {"clock": clock}
+        service = services(DEFINITIONS, durability=durability, **options)
         serving = Serving(service.asgi_app(token=token, **app), bind("127.0.0.1", 0))
         http = httpx.Client(base_url=serving.address, timeout=30)
         served = Served(service, serving, http)

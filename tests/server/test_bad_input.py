@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from taskservice.model import STATES
 from tests.server.conftest import ServeFactory
 
 RUN = {"definition": "echo", "props": {"a": 1}, "cause_type": "upload", "cause": "u1"}
@@ -13,7 +14,7 @@ RUN = {"definition": "echo", "props": {"a": 1}, "cause_type": "upload", "cause":
 def stored(served: object) -> int:
     service = served.service  # type: ignore[attr-defined]
     service.store.flush()
-    return sum(len(service.view.tasks_by_state(state)) for state in ("created", "running", "done"))
+    return sum(service.view.count_by_state(state) for state in STATES)
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,11 @@ def stored(served: object) -> int:
         ({**RUN, "extra": 1}, 422, "ValidationError"),
         ({**RUN, "expire": -1}, 422, "TypeError"),
         ({**RUN, "cause": "x" * 3000}, 422, "ValueError"),
+        ({**RUN, "delay": -1}, 422, "ValueError"),
+        ({**RUN, "delay": "60"}, 422, "ValidationError"),
+        ({**RUN, "at": "2030-01-01T00:00:00"}, 422, "ValidationError"),  # naive
+        ({**RUN, "at": 1_900_000_000}, 422, "ValueError"),  # seconds, not ms
+        ({**RUN, "delay": 60, "at": 1_900_000_000_000}, 422, "ValueError"),
     ],
 )
 def test_a_bad_run_is_refused_and_stores_nothing(

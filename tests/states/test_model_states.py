@@ -4,10 +4,11 @@ A hypothesis `RuleBasedStateMachine` drives one durable `TaskService` on a
 temporary LMDB directory with random sequences of: runs of tasks that succeed,
 fail N times then succeed, exhaust their retries, fall back, or run subtasks;
 attempts that overrun their timeout; runs of the same props in the same cause
-(reuse) and in another cause; runs
-with `expire=0` (never reused); blockers that stay `running` until released;
-tasks parked in `retrying`; cancels of single tasks and of whole causes; and
-stop-then-start of the service on the same path (also with running attempts
+(reuse) and in another cause; runs with `expire=0` (never reused); delayed
+runs an hour away (stored `scheduled`, joined by runs of the same props,
+cancelled, kept across restarts); blockers that stay `running` until
+released; tasks parked in `retrying`; cancels of single tasks and of whole
+causes; and stop-then-start of the service on the same path (also with running attempts
 abandoned by the stop, which then run again). A small reference model
 says, after every step, what each task's state, result, retry records and
 number of executions must be, and which ids `run()` must return; the
@@ -61,7 +62,9 @@ Key = tuple[str, bytes, Cause]
 
 CAUSES: list[Cause] = [("upload", "u1"), ("upload", "u2"), ("batch", "b1")]
 NOT_REUSED = ("failed", "cancelled")
-ACTIVE = ("created", "running", "retrying", "fallback")
+ACTIVE = ("scheduled", "created", "running", "retrying", "fallback")
+LATER = 3600.0
+"""The delay of a delayed run: never due within an example."""
 TIMEOUT = 10.0
 
 
@@ -157,9 +160,10 @@ class TaskServiceModel(RuleBasedStateMachine):
         props: dict[str, Any],
         cause: Cause,
         expire: int | None = None,
+        delay: float | None = None,
     ) -> tuple[Expected, bool]:
         """Run; check the id against the model; return the model entry and whether it is new."""
-        run = self.service.run(definition, props, *cause, expire=expire)
+        run = self.service.run(definition, props, *cause, expire=expire, delay=delay)
         key: Key = (definition.name, canonical_json(props), cause)
         candidates = self._candidates(key) if expire is None else []
         if candidates:
@@ -182,7 +186,7 @@ class TaskServiceModel(RuleBasedStateMachine):
             cause=cause,
             hash=run.task_object.hash,
             created_at=run.task_object.created_at,
-            state="created",
+            state="created" if delay is None else "scheduled",
             executions=0,
             runs=[run],
         )
@@ -209,6 +213,8 @@ class TaskServiceModel(RuleBasedStateMachine):
         run = entry.runs[-1]
         if entry.state in ("done", "fallbackDone"):
             assert run.result(TIMEOUT) == entry.result
+        elif entry.state == "scheduled":
+            assert not run.done()  # joined a delayed run: it waits for the same start
         else:
             with pytest.raises(TaskFailed):
                 run.result(TIMEOUT)
@@ -223,6 +229,21 @@ class TaskServiceModel(RuleBasedStateMachine):
     def run_plain_expired(self, cause: Cause, v: int) -> None:
         """`expire=0`: every earlier task of the same hash is too old: always a new task."""
         self._run_to_end(PLAIN, {"v": v}, cause, expire=0)
+
+    @rule(cause=st.sampled_from(CAUSES), v=st.integers(0, 2))
+    def schedule_plain(self, cause: Cause, v: int) -> None:
+        """A delayed run an hour away: stored `scheduled` at once, or joins the same task."""
+        entry, new = self._run(PLAIN, {"v": v}, cause, delay=LATER)
+        run = entry.runs[-1]
+        if new:
+            assert run.task_object.state == "scheduled"
+            assert run.task_object.start_at is not None
+            assert run.task_object.start_at >= run.task_object.created_at + LATER * 1000
+        elif entry.state == "done":
+            assert run.result(TIMEOUT) == entry.result  # a finished task is reused as it is
+        else:
+            assert not run.done()
+        self.service.store.flush()
 
     @rule(cause=st.sampled_from(CAUSES), v=st.integers(0, 1), fails=st.integers(0, 4))
     def run_flaky(self, cause: Cause, v: int, fails: int) -> None:
@@ -356,8 +377,9 @@ class TaskServiceModel(RuleBasedStateMachine):
     def _restart(self, stop_timeout: float) -> None:
         running = self._blockers("running")
         parked = [e for e in self.expected.values() if e.state == "retrying"]
+        scheduled = [e for e in self.expected.values() if e.state == "scheduled"]
         self.service.stop(timeout=stop_timeout)
-        for entry in parked + running:
+        for entry in parked + running + scheduled:
             for run in entry.runs:
                 with pytest.raises(ServiceStopped):
                     run.result(TIMEOUT)

@@ -30,3 +30,13 @@ def test_a_change_the_table_does_not_allow_is_refused() -> None:
         check_transition("t", "done", "running")
     with pytest.raises(InvalidTransition, match="created -> done"):
         check_transition("t", "created", "done")
+
+
+def test_a_scheduled_task_becomes_created_or_cancelled_and_nothing_returns_to_it() -> None:
+    assert TRANSITIONS["scheduled"] == {"created", "cancelled"}
+    check_transition("t", "scheduled", "created")
+    check_transition("t", "scheduled", "cancelled")
+    with pytest.raises(InvalidTransition, match="scheduled -> running"):
+        check_transition("t", "scheduled", "running")  # a due task is created first
+    for state in STATES:
+        assert "scheduled" not in TRANSITIONS[state]  # only a delayed run stores it, first
