@@ -38,6 +38,8 @@ def ls(args: argparse.Namespace) -> int:
                 tasks = views.tasks_by_cause_and_start(cause_type, cause, limit=args.limit)
         elif args.state:
             tasks = views.tasks_by_state(args.state, limit=args.limit)
+            if args.state == "scheduled":  # the next to start first
+                tasks.sort(key=lambda task: (task.start_at or 0, task.id))
         else:
             tasks = sorted(store.iter_tasks(), key=lambda task: task.created_at)[-args.limit :]
         print_table(tasks)

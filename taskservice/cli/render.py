@@ -17,10 +17,17 @@ from ..model import SUCCEEDED_STATES, Task
 
 __all__ = ["print_progress", "print_table", "print_task", "progress_text", "rich_or_none"]
 
-_COLUMNS = ("id", "name", "state", "cause", "progress", "retries", "created")
+_COLUMNS = ("id", "name", "state", "cause", "progress", "retries", "created", "starts")
 
 _FOLDED_MIN_WIDTH = 8
-"""Narrowest a folded column (name, cause, created) is made on a narrow terminal."""
+"""Narrowest a folded column (name, cause, created, starts) is made on a narrow terminal."""
+
+
+def _local_time(ms: int | None) -> str:
+    """A time in ms since the epoch as local `YYYY-MM-DD HH:MM:SS`; `-` for None."""
+    if ms is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
 
 
 def rich_or_none() -> Any:
@@ -53,7 +60,8 @@ def _rows(tasks: list[Task]) -> list[tuple[str, ...]]:
             f"{task.cause_type}:{task.cause}",
             progress_text(task),
             str(len(task.retries)),
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(task.created_at / 1000)),
+            _local_time(task.created_at),
+            _local_time(task.start_at),  # a delayed run's start time
         )
         for task in tasks
     ]

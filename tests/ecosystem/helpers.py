@@ -14,10 +14,16 @@ from typing import IO
 
 
 def taskservice(
-    *args: str, plain: bool = True, cwd: Path | None = None, columns: int = 200
+    *args: str,
+    plain: bool = True,
+    cwd: Path | None = None,
+    columns: int = 200,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m taskservice ARGS` to the end; output is piped (not a terminal)."""
-    env = {**os.environ, "COLUMNS": str(columns)}
+    """Run `python -m taskservice ARGS` to the end; output is piped (not a terminal).
+
+    `env`: variables set for the command on top of this process's environment."""
+    env = {**os.environ, "COLUMNS": str(columns), **(env or {})}
     if plain:
         env["TASKSERVICE_PLAIN"] = "1"
     return subprocess.run(

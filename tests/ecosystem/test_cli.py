@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
@@ -56,6 +57,29 @@ def test_ls_filters_by_cause_and_state(store_dir: Path) -> None:
     assert sum(" flaky " in line for line in done.stdout.splitlines()) == 4
     failed = taskservice("ls", "--data", str(store_dir), "--state", "failed")
     assert " flaky " not in failed.stdout
+
+
+def test_ls_shows_scheduled_tasks_and_their_start_times(tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    soon = datetime.datetime(2031, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)
+    later = datetime.datetime(2031, 5, 6, 8, 8, 9, tzinfo=datetime.UTC)
+    with TaskService.start(path, [FLAKY]) as service:
+        service.run(FLAKY, {"n": 2}, "remind", "r2", at=later)
+        service.run(FLAKY, {"n": 1}, "remind", "r1", at=soon)
+        service.run(FLAKY, {"n": 0}, "upload", "u0").result(timeout=10)
+    env = {"TZ": "UTC"}
+    listed = taskservice("ls", "--data", str(path), "--state", "scheduled", plain=True, env=env)
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == [
+        "id", "name", "state", "cause", "progress", "retries", "created", "starts"
+    ]  # fmt: skip
+    assert len(rows) == 2  # the next to start first
+    assert "remind:r1" in rows[0] and rows[0].rstrip().endswith("2031-05-06 07:08:09")
+    assert "remind:r2" in rows[1] and rows[1].rstrip().endswith("2031-05-06 08:08:09")
+    every = taskservice("ls", "--data", str(path), plain=True, env=env)
+    ran = [line for line in every.stdout.splitlines() if "upload:u0" in line]
+    assert len(ran) == 1 and ran[0].rstrip().endswith(" -")  # no start time: it ran at once
 
 
 def test_show_prints_the_record_and_failed_attempts(store_dir: Path) -> None:
