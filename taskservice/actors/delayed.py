@@ -161,7 +161,8 @@ class DelayedMixin(SupervisorBase):
             live.result = waiting.reply
         live.committed = True
         self._register(live)
-        self._rt.metrics.start_lateness(task.name, (self._rt.now_ms() - waiting.start_at) / 1000)
+        lateness = self._rt.clock.time() - waiting.start_at / 1000
+        self._rt.metrics.start_lateness(task.name, lateness)
         live.update(state="created")
         self._dispatch(live)
 

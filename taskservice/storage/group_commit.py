@@ -12,7 +12,8 @@ memory and tried again every `_RETRY_EVERY` seconds, first in line, while
 `max_map_size`) once no read is open (the read gate of `LmdbStore`).
 
 The key cache holds the index keys of the last committed snapshot of each
-unfinished task, so an update need not read and decode the old record; it is
+unfinished task (not of a `scheduled` one: it waits, perhaps for days), so an
+update need not read and decode the old record; it is
 dropped for the tasks of a commit whose outcome is unknown (a writer process
 that died before its reply).
 """
@@ -333,7 +334,9 @@ class GroupCommit(TaskStore):
             # its writer died): nothing to write.
             del tasks[task_id]
         for task_id, item in tasks.items():
-            if item.task.is_terminal:
+            if item.task.is_terminal or item.task.state == "scheduled":
+                # A scheduled task changes once, when it is due, perhaps days later:
+                # that update reads its record rather than hold its keys till then.
                 cache.pop(task_id, None)
                 versions.pop(task_id, None)
             else:
