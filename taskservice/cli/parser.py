@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ls",
         "list tasks of a store (works while a service runs)",
         "List tasks, newest last: all, a cause's, or those in a state. Ids are printed\n"
-        "whole; `taskservice show` takes one (or a unique prefix of one). `starts` is\n"
-        "the start time of a delayed run; `--state scheduled` lists those waiting for it.",
+        "whole; `taskservice show` takes one (or a unique prefix of one). A `starts`\n"
+        "column gives delayed runs' start times; `--state scheduled` lists those waiting.",
     )
     ls.add_argument("--cause", metavar="TYPE:ID", help="only this cause's tasks")
     ls.add_argument("--state", choices=STATES, help="only tasks in this state")

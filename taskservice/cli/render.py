@@ -17,7 +17,9 @@ from ..model import SUCCEEDED_STATES, Task
 
 __all__ = ["print_progress", "print_table", "print_task", "progress_text", "rich_or_none"]
 
-_COLUMNS = ("id", "name", "state", "cause", "progress", "retries", "created", "starts")
+_COLUMNS = ("id", "name", "state", "cause", "progress", "retries", "created")
+_STARTS = "starts"
+"""The column of delayed runs' start times: shown when a listed task has one."""
 
 _FOLDED_MIN_WIDTH = 8
 """Narrowest a folded column (name, cause, created, starts) is made on a narrow terminal."""
@@ -51,7 +53,15 @@ def progress_text(task: Task) -> str:
 # -- ls ---------------------------------------------------------------------
 
 
-def _rows(tasks: list[Task]) -> list[tuple[str, ...]]:
+def _columns(tasks: list[Task]) -> tuple[str, ...]:
+    """The table's columns: `starts` too when a listed task is a delayed run."""
+    if any(task.start_at is not None for task in tasks):
+        return (*_COLUMNS, _STARTS)
+    return _COLUMNS
+
+
+def _rows(tasks: list[Task], columns: tuple[str, ...]) -> list[tuple[str, ...]]:
+    starts = _STARTS in columns
     return [
         (
             task.id,
@@ -61,13 +71,13 @@ def _rows(tasks: list[Task]) -> list[tuple[str, ...]]:
             progress_text(task),
             str(len(task.retries)),
             _local_time(task.created_at),
-            _local_time(task.start_at),  # a delayed run's start time
+            *((_local_time(task.start_at),) if starts else ()),  # a delayed run's start
         )
         for task in tasks
     ]
 
 
-def _rich_table(rich: Any, rows: list[tuple[str, ...]]) -> None:
+def _rich_table(rich: Any, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     """Print `rows` with rich: ids, states and counts whole, names and causes folded.
 
     On a terminal the table fits its width, folding names, causes and times
@@ -79,7 +89,7 @@ def _rich_table(rich: Any, rows: list[tuple[str, ...]]) -> None:
     from rich.table import Column, Table
 
     whole = {0, 2, 4, 5}  # id, state, progress, retries: never folded
-    widths = [max([len(name)] + [len(row[i]) for row in rows]) for i, name in enumerate(_COLUMNS)]
+    widths = [max([len(name)] + [len(row[i]) for row in rows]) for i, name in enumerate(columns)]
     table = Table(
         *(
             Column(
@@ -89,7 +99,7 @@ def _rich_table(rich: Any, rows: list[tuple[str, ...]]) -> None:
                 overflow="ellipsis" if i in whole else "fold",
                 justify="right" if name == "retries" else "left",
             )
-            for i, name in enumerate(_COLUMNS)
+            for i, name in enumerate(columns)
         ),
         box=None,
         padding=(0, 1),
@@ -103,10 +113,10 @@ def _rich_table(rich: Any, rows: list[tuple[str, ...]]) -> None:
     console = rich.console.Console()
     if console.is_terminal:
         folded = [min(width, _FOLDED_MIN_WIDTH) for i, width in enumerate(widths) if i not in whole]
-        narrowest = sum(widths[i] for i in whole) + sum(folded) + len(_COLUMNS) - 1
+        narrowest = sum(widths[i] for i in whole) + sum(folded) + len(columns) - 1
         width = max(console.width, narrowest)
     else:
-        width = sum(widths) + len(_COLUMNS) - 1
+        width = sum(widths) + len(columns) - 1
     if width != console.width:
         console = rich.console.Console(width=width)
     console.print(table)
@@ -115,12 +125,13 @@ def _rich_table(rich: Any, rows: list[tuple[str, ...]]) -> None:
 def print_table(tasks: list[Task]) -> None:
     """Print `tasks` as a table, one row per task (`ls`)."""
     rich = rich_or_none()
-    rows = _rows(tasks)
+    columns = _columns(tasks)
+    rows = _rows(tasks, columns)
     if rich is not None:
-        _rich_table(rich, rows)
+        _rich_table(rich, columns, rows)
         return
-    widths = [max([len(col)] + [len(row[i]) for row in rows]) for i, col in enumerate(_COLUMNS)]
-    print("  ".join(col.ljust(width) for col, width in zip(_COLUMNS, widths, strict=True)))
+    widths = [max([len(col)] + [len(row[i]) for row in rows]) for i, col in enumerate(columns)]
+    print("  ".join(col.ljust(width) for col, width in zip(columns, widths, strict=True)))
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
 

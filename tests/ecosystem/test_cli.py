@@ -80,6 +80,9 @@ def test_ls_shows_scheduled_tasks_and_their_start_times(tmp_path: Path) -> None:
     every = taskservice("ls", "--data", str(path), plain=True, env=env)
     ran = [line for line in every.stdout.splitlines() if "upload:u0" in line]
     assert len(ran) == 1 and ran[0].rstrip().endswith(" -")  # no start time: it ran at once
+    # Without a delayed run in the listing, the column is left out.
+    plain = taskservice("ls", "--data", str(path), "--cause", "upload:u0", plain=True, env=env)
+    assert plain.stdout.splitlines()[0].split()[-1] == "created"
 
 
 def test_show_prints_the_record_and_failed_attempts(store_dir: Path) -> None:
