@@ -17,7 +17,7 @@ from typing import Any
 
 from pykka import messages as pykka_messages
 
-from ..clock import split_start
+from ..clock import SYSTEM_CLOCK, split_start
 from ..definition import TaskDefinition
 from ..errors import ServiceStopped
 from ..model import SUCCEEDED_STATES, RunReply, RunTask, Task, int_at_least
@@ -99,6 +99,8 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
         self._mailbag = Mailbag(self.actor_ref)
         self._unreleased: list[LiveTask] | None = None
         """While a `RunMany` is handled: new tasks whose held snapshot it writes at its end."""
+        self._real_clock = runtime.clock is SYSTEM_CLOCK
+        """Ids are made from the real clock: `now` serves when it is that one."""
         self._waiting: dict[str, Waiting] = {}
         self._waiting_new: dict[tuple[str, str, str], Waiting] = {}
 
@@ -211,7 +213,7 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
             else:
                 live.await_commit(run.reply)
             return
-        waiting = self._waiting_new.get(key)
+        waiting = self._waiting_new.get(key) if self._waiting_new else None
         fresh = waiting.task if waiting is not None else None  # not committed yet
         if waiting is not None and fresh is not None and reusable(fresh, run.props, expire, now):
             self._join_waiting(waiting, run, fresh)
@@ -238,7 +240,7 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
             return
         parent = run.parent
         task = Task(
-            id=new_id(),
+            id=new_id(now if self._real_clock else None),
             name=definition.name,
             service=definition.service or self._rt.name,
             properties=run.props,
