@@ -45,8 +45,9 @@ class Clock(Protocol):
     `time()` is the wall clock (timestamps, start times); `monotonic()` never
     goes back (delays and timeouts are measured on it). A real clock lets the
     timer thread block for the real seconds a wait takes (`block_for`); a
-    clock moved by hand answers None and wakes the threads it was attached to
-    (`attach`) when it moves.
+    clock moved by hand answers None, wakes the threads it was attached to
+    (`attach`) when it moves, and hears of each timer armed (`timer_armed`),
+    so that a test can wait for one.
     """
 
     def time(self) -> float:

@@ -52,7 +52,8 @@ class ManualClock:
     delay, as with the real clock, where they wait on monotonic time.
 
     `start`: the wall time to begin at (seconds since the epoch, or an aware
-    datetime); the real time by default.
+    datetime); the real time by default. Move it from the test's thread, not
+    from task code or a subscriber: `advance` waits for the timer threads.
     """
 
     def __init__(self, start: float | datetime.datetime | None = None) -> None:
