@@ -98,6 +98,9 @@ def test_a_delayed_task_starts_at_its_time_and_not_before(
     assert done is not None and done.state == "done"
     assert done.started_at is not None and done.started_at >= done.start_at == task.start_at
     assert executed.value == 1
+    quiet(service)
+    assert service.view.tasks_by_state("scheduled") == []  # its index key went with it
+    assert [t.id for t in service.view.tasks_by_state("done")] == [run.task]
     log.wait(lambda messages: any(m.trigger == "taskDone" for m in messages))
     settle(service)
     assert states_of(log.of_task(run.task)) == ["scheduled", "created", "running", "done"]
