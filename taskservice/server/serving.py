@@ -34,7 +34,8 @@ def is_loopback(host: str) -> bool:
 
 
 def bind(host: str | None = None, port: int = 0, uds: str | None = None) -> socket.socket:
-    """A listening socket on `host:port` (TCP) or at the path `uds` (a Unix socket).
+    """A listening socket on `host:port` (TCP; its connections get TCP_NODELAY from
+    asyncio) or at the path `uds` (a Unix socket).
 
     A stale Unix socket file at `uds` is replaced; any other file there is refused.
     """
@@ -54,7 +55,10 @@ def bind(host: str | None = None, port: int = 0, uds: str | None = None) -> sock
         if host is None:
             raise ValueError("bind needs a host or a uds path")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio turns Nagle off only for connections accepted
+        # on a socket that says TCP, and with Nagle on every answer (headers and body
+        # written apart) waited 40 ms for the client's delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
