@@ -60,7 +60,7 @@ from taskservice.server.results import read, wait_result
 from taskservice.server.views import DEFAULT_LIMIT, MAX_LIMIT, VIEW_KEYS
 from taskservice.service import TaskService
 from taskservice.storage import StoreError
-from taskservice.storage.base import StoreFull, StoreIOError
+from taskservice.storage.base import StoreClosed, StoreFull, StoreIOError
 from taskservice.storage.views import Views
 from taskservice.values import PropsError
 from taskservice.wire import (
@@ -127,6 +127,7 @@ ERROR_SAMPLES: tuple[tuple[Exception, str | None], ...] = (
     (StoreError("x"), None),
     (StoreFull("x"), None),
     (StoreIOError("x"), None),
+    (StoreClosed("x"), None),
     (TimeoutError("x"), "The service did not acknowledge in time."),
     (RuntimeError("x"), "A bug: logged by the server, no details sent."),
 )
@@ -216,7 +217,7 @@ SUBMIT_ERRORS = (
     "StoreIOError",
     "TimeoutError",
 )
-READ_ERRORS = ("TaskNotFound", "StoreError")
+READ_ERRORS = ("TaskNotFound", "StoreError", "StoreClosed")
 
 
 def _first_line(obj: Any) -> str:
@@ -417,7 +418,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                 TasksPage,
             )
         },
-        ("UnknownView", "TypeError", "ValueError", "StoreError"),
+        ("UnknownView", "TypeError", "ValueError", "StoreError", "StoreClosed"),
         params=_view_params(),
         notes="A parameter the view does not take, or a missing key, is `422 ValueError`. "
         "The views read committed state, as in-process.",

@@ -12,6 +12,7 @@ from typing import Literal
 
 import msgspec
 
+from ..errors import ServiceStopped
 from ..model import SCHEMA_VERSION, Task
 from .indexes import MAX_KEY_SIZE, index_keys, oversized_key
 from .keys import decode_key, encode_key, prefix_end
@@ -67,6 +68,10 @@ _BODY_AT = _PREFIX.size
 
 class StoreError(RuntimeError):
     """A write could not be committed (disk full, I/O error, closed store...)."""
+
+
+class StoreClosed(StoreError, ServiceStopped):
+    """The store is closed, its service stopped: a `ServiceStopped` and a `StoreError` both."""
 
 
 class StoreFull(StoreError):

@@ -14,6 +14,7 @@ from .base import (
     Checked,
     CommitCallback,
     Prepared,
+    StoreClosed,
     StoreError,
     TaskStore,
     decode_record,
@@ -72,7 +73,7 @@ class MemoryStore(TaskStore):
             self.submit_batches(((tasks, callback),))
             return
         if self._closed:
-            raise StoreError("the task store is closed")
+            raise StoreClosed("the task store is closed")
         started = time.perf_counter()
         task = tasks[0]
         try:
@@ -99,7 +100,7 @@ class MemoryStore(TaskStore):
         self, batches: Sequence[tuple[Sequence[Task], CommitCallback | None]]
     ) -> None:
         if self._closed:
-            raise StoreError("the task store is closed")
+            raise StoreClosed("the task store is closed")
         started = time.perf_counter()
         latest, errors = prepare_batches(batches, keys=False)
         with self._lock:
