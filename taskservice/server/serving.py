@@ -66,7 +66,11 @@ def bind(host: str | None = None, port: int = 0, uds: str | None = None) -> sock
             sock.close()
             raise
     sock.listen(2048)
-    sock.set_inheritable(True)
+    # Not inheritable (the default, said aloud): a process a task starts (a shell
+    # command in the background) would otherwise keep the socket open after the
+    # server died, so clients would hang until their timeout instead of being
+    # refused, and a restart on the port would fail with "address in use".
+    sock.set_inheritable(False)
     return sock
 
 

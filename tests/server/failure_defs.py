@@ -6,10 +6,14 @@
   `gate waiting <task id>` on the serve's stdout, then reads the FIFO at
   `props["fifo"]` to its end and returns what was written there.
 - `hello`: an action (a new cause per call, so the client never sends it twice).
+- `spawn`: starts a `sleep` that outlives the task, the way `os.system("cmd &")`
+  or `os.posix_spawn` would (inheriting every inheritable descriptor), and
+  returns its pid.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 from typing import Any
 
@@ -31,8 +35,14 @@ def hello_execute(props: dict[str, Any], ctx: TaskContext, emit: Any) -> dict[st
     return {"hello": props["cycle"]}
 
 
+def spawn_execute(props: dict[str, Any], ctx: TaskContext, emit: Any) -> int:
+    child = subprocess.Popen(["sleep", str(props["seconds"])], close_fds=False)
+    return child.pid
+
+
 DEFINITIONS = [
     TaskDefinition(name="work", execute=work_execute),
     TaskDefinition(name="gate", execute=gate_execute, max_retries=1),
     TaskDefinition(name="hello", execute=hello_execute, action=True),
+    TaskDefinition(name="spawn", execute=spawn_execute),
 ]

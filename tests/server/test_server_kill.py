@@ -331,3 +331,30 @@ def test_in_batched_mode_runs_sent_again_after_a_kill_are_all_there_once(
     served.process.send_signal(signal.SIGTERM)
     assert served.process.wait(30) == 0, err.read_text()
     print(f"batched: {lost} of {len(acks)} acknowledged runs were lost by the kill, and resent")
+
+
+def test_a_process_a_task_started_does_not_hold_the_api_socket(
+    tmp_path: Path, spawned: Spawned
+) -> None:
+    """A process a task started (a shell command put in the background) inherits every
+    inheritable descriptor. Had it inherited the listening socket, it would outlive a
+    killed server: clients would connect into its backlog and wait for their timeout
+    instead of being refused, and a restart on the port would fail (address in use)."""
+    data, err, port = tmp_path / "data", tmp_path / "serve.err", free_port()
+    served = start_serve(spawned, data, port, err)
+    with connect(served.url, timeout=2 * PROMPT, connect_timeout=2 * PROMPT) as client:
+        child = client.run("spawn", {"seconds": 60}, "spawn", "s1").result(timeout=RESULT_WITHIN)
+        try:
+            served.process.kill()
+            assert served.process.wait(30) == -signal.SIGKILL
+            os.kill(child, 0)  # the task's child outlives the server
+            started = time.monotonic()
+            with pytest.raises(ServiceUnreachable):
+                client.health()
+            assert time.monotonic() - started < PROMPT  # refused, not timed out
+            restarted = start_serve(spawned, data, port, err)
+            assert client.health().ok
+        finally:
+            os.kill(child, signal.SIGKILL)
+    restarted.process.send_signal(signal.SIGTERM)
+    assert restarted.process.wait(30) == 0, err.read_text()
