@@ -44,6 +44,7 @@ def test_every_call_on_a_stopped_service_is_service_stopped(
         done = tasks.run("echo", {"a": 1}, "upload", "u1")
         assert done.result(timeout=10) == {"echo": {"a": 1}}
         served.service.stop()
+        caplog.clear()  # what the call logs, on the server's side
         with caplog.at_level(logging.WARNING), pytest.raises(ServiceStopped) as raised:
             CALLS[call](tasks, done.task)
     assert "taskservice check" not in str(raised.value)
