@@ -217,19 +217,32 @@ class TaskService(Submitting, Observing):
         assert isinstance(found, ProcessExecutor)
         return found
 
-    def asgi_app(self, *, token: str | None = None, max_body: int | None = None) -> Any:
+    def asgi_app(
+        self,
+        *,
+        token: str | None = None,
+        max_body: int | None = None,
+        dashboard: bool = True,
+        read_only: bool = False,
+    ) -> Any:
         """The HTTP API of this service as an ASGI app (needs `taskservice[server]`).
 
         Mount it in a Starlette or FastAPI app, or serve it with any ASGI server.
         `token`: every request must carry `Authorization: Bearer <token>`
         (401 otherwise); without one, serve it on loopback only. `max_body`:
         the largest request body in bytes (default 1 MiB; 413 beyond). See
-        docs/server.md.
+        docs/server.md. `dashboard`: also serve the live web dashboard at
+        `/ui/` (a browser logs in with the token); `read_only`: its actions
+        (cancel, run again) are hidden and refused. See docs/dashboard.md.
         """
         from .server import DEFAULT_MAX_BODY, create_app
 
         return create_app(
-            self, token=token, max_body=DEFAULT_MAX_BODY if max_body is None else max_body
+            self,
+            token=token,
+            max_body=DEFAULT_MAX_BODY if max_body is None else max_body,
+            dashboard=dashboard,
+            read_only=read_only,
         )
 
     # -- operations -----------------------------------------------------------

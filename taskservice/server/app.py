@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from ..runs import TaskRun
@@ -59,13 +59,20 @@ def _run(run: TaskRun[Any]) -> RunResponse:
 
 
 def create_app(
-    service: Served, *, token: str | None = None, max_body: int = DEFAULT_MAX_BODY
+    service: Served,
+    *,
+    token: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    dashboard: bool = True,
+    read_only: bool = False,
 ) -> ASGIApp:
     """The API of `service` as an ASGI app (see docs/server.md for the endpoints).
 
     `token`: every request must carry `Authorization: Bearer <token>` (401
     otherwise); None takes requests without one (serve it on loopback only).
-    `max_body`: the largest request body in bytes (413 beyond).
+    `max_body`: the largest request body in bytes (413 beyond). `dashboard`:
+    also serve the web dashboard under `/ui/` (docs/dashboard.md), which logs
+    a browser in with the token; `read_only` hides and refuses its actions.
     """
 
     async def run_one(request: Request) -> Response:
@@ -143,7 +150,7 @@ def create_app(
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     v1 = API_PREFIX
-    routes = [
+    routes: list[BaseRoute] = [
         Route(f"{v1}/runs", run_one, methods=["POST"]),
         Route(f"{v1}/runs/many", run_many, methods=["POST"]),
         Route(f"{v1}/triggers/{{name}}", trigger, methods=["POST"]),
@@ -157,10 +164,14 @@ def create_app(
         Route(f"{v1}/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+    if dashboard:
+        from ..dashboard import PREFIX, dashboard_routes
+
+        routes += dashboard_routes(service, read_only=read_only, token_set=token is not None)
     handled: list[type[Exception]] = [*HANDLED, HTTPException]
     app = Starlette(
         routes=routes,
         exception_handlers={kind: handle_error for kind in handled}
         | {Exception: handle_error},  # the rest: logged, 500, and raised to the server
     )
-    return Gate(app, token, max_body)
+    return Gate(app, token, max_body, browser=PREFIX if dashboard else None)
