@@ -79,6 +79,22 @@ class Observing:
         self.bus.ask(Subscribe(ref=ref, cause=(cause_type, cause)))
         return ref
 
+    def tap(
+        self, subscriber: Callable[[Any], object], *, max_queue: int = DEFAULT_MAX_QUEUE
+    ) -> tuple[pykka.ActorRef[Any], int]:
+        """Deliver every message of the trigger bus to a callable, and say where it starts.
+
+        `subscribe(subscriber, "*")` (state changes and emitted events alike),
+        which also returns the sequence number of the last message published
+        before the subscription: the callable gets every message after that
+        one, in order (unless its queue overflows: see `subscribe`). For a
+        log of the bus that must know what it holds, as the HTTP API's replay
+        of events. Returns the ref (for `unsubscribe`) and that number.
+        """
+        ref = self._subscriber_ref(subscriber, max_queue)
+        seq: int = self.bus.ask(Subscribe(ref=ref, pattern="*"), block=True)
+        return ref, seq
+
     def unsubscribe(self, subscriber: pykka.ActorRef[Any], pattern: str | None = None) -> None:
         """Stop deliveries to a subscriber (or only those of one pattern).
 

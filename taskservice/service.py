@@ -222,6 +222,7 @@ class TaskService(Submitting, Observing):
         *,
         token: str | None = None,
         max_body: int | None = None,
+        events_window: int | None = None,
         dashboard: bool = True,
         read_only: bool = False,
     ) -> Any:
@@ -230,17 +231,21 @@ class TaskService(Submitting, Observing):
         Mount it in a Starlette or FastAPI app, or serve it with any ASGI server.
         `token`: every request must carry `Authorization: Bearer <token>`
         (401 otherwise); without one, serve it on loopback only. `max_body`:
-        the largest request body in bytes (default 1 MiB; 413 beyond). See
+        the largest request body in bytes (default 1 MiB; 413 beyond).
+        `events_window`: how many of the latest state messages the events
+        stream holds for clients that reconnect (default 10,000). See
         docs/server.md. `dashboard`: also serve the live web dashboard at
         `/ui/` (a browser logs in with the token); `read_only`: its actions
         (cancel, run again) are hidden and refused. See docs/dashboard.md.
         """
         from .server import DEFAULT_MAX_BODY, create_app
+        from .wire import EVENTS_WINDOW
 
         return create_app(
             self,
             token=token,
             max_body=DEFAULT_MAX_BODY if max_body is None else max_body,
+            events_window=EVENTS_WINDOW if events_window is None else events_window,
             dashboard=dashboard,
             read_only=read_only,
         )

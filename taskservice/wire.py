@@ -6,7 +6,7 @@ Imports only the schema, so the client needs neither the service nor Starlette.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -14,11 +14,14 @@ from .model import Client, RunTask, Task
 
 __all__ = [
     "API_PREFIX",
+    "EVENTS_WINDOW",
     "MAX_RESULT_WAIT",
     "ActionRequest",
     "CancelCauseRequest",
     "Cancelled",
     "ErrorBody",
+    "EventsGap",
+    "EventsMark",
     "ResultReply",
     "RunItem",
     "RunManyRequest",
@@ -28,6 +31,9 @@ __all__ = [
     "TasksPage",
     "TriggerRequest",
 ]
+
+EVENTS_WINDOW: Final = 10_000
+"""How many of the latest bus messages the events stream holds for replay (by default)."""
 
 API_PREFIX: Final = "/v1"
 """Every endpoint but `/metrics` is under this prefix."""
@@ -123,3 +129,23 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     type: str
     message: str
     task: Task | None = None
+
+
+class EventsMark(msgspec.Struct, kw_only=True):
+    """The `ready` and `ping` events of `GET /v1/events`: the stream has considered
+    every message of the bus up to `seq` (of the running service `epoch`)."""
+
+    epoch: str
+    seq: int
+
+
+class EventsGap(msgspec.Struct, kw_only=True):
+    """The `gap` event of `GET /v1/events`: messages after `after` and before `first`
+    could not be replayed. `reason`: `window` (they left the replay window, or
+    the stream fell too far behind) or `restart` (`after` was of another run of
+    the service: `epoch` is the current one)."""
+
+    epoch: str
+    after: int | None
+    first: int
+    reason: Literal["window", "restart"]

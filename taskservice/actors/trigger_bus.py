@@ -20,6 +20,7 @@ from .pool import FastActor
 
 __all__ = [
     "Audience",
+    "Pattern",
     "Publish",
     "PublishEvent",
     "Subscribe",
@@ -77,7 +78,10 @@ class PublishEvent(msgspec.Struct):
 
 
 class Subscribe(msgspec.Struct):
-    """Internal: add a subscription by trigger name/glob or by cause."""
+    """Internal: add a subscription by trigger name/glob or by cause.
+
+    Answered with the sequence number of the last message published before
+    it: the subscriber gets every message after that one."""
 
     ref: Any
     pattern: str | None = None
@@ -91,34 +95,47 @@ class Unsubscribe(msgspec.Struct):
     pattern: str | None = None
 
 
+class Pattern:
+    """A trigger name, exactly or as a glob (`*`, `?`, `[...]`), as `subscribe` takes it."""
+
+    __slots__ = ("exact", "regex", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.exact = not any(c in text for c in "*?[")
+        self.regex = None if self.exact else re.compile(fnmatch.translate(text))
+
+    def match_name(self, name: str) -> bool:
+        """Whether the trigger name `name` matches."""
+        if self.exact:
+            return name == self.text
+        return self.regex is not None and self.regex.match(name) is not None
+
+    def match(self, names: tuple[str, str, str]) -> str | None:
+        """The first of a task's trigger names (general to specific) that matches."""
+        for name in names:
+            if self.match_name(name):
+                return name
+        return None
+
+
 class _Subscription:
-    __slots__ = ("cause", "exact", "pattern", "ref", "regex")
+    __slots__ = ("cause", "pattern", "ref")
 
     def __init__(self, ref: pykka.ActorRef[Any], pattern: str | None, cause: Any) -> None:
         self.ref = ref
-        self.pattern = pattern
+        self.pattern = None if pattern is None else Pattern(pattern)
         self.cause: tuple[str, str] | None = (cause[0], cause[1]) if cause is not None else None
-        self.exact = pattern is not None and not any(c in pattern for c in "*?[")
-        self.regex = (
-            re.compile(fnmatch.translate(pattern))
-            if pattern is not None and not self.exact
-            else None
-        )
 
     def match(self, task: Task, names: tuple[str, str, str]) -> str | None:
         if self.cause is not None:
             if (task.cause_type, task.cause) == self.cause:
                 return names[2]
             return None
-        for name in names:
-            if self.match_name(name):
-                return name
-        return None
+        return None if self.pattern is None else self.pattern.match(names)
 
     def match_name(self, name: str) -> bool:
-        if self.exact:
-            return name == self.pattern
-        return self.regex is not None and self.regex.match(name) is not None
+        return self.pattern is not None and self.pattern.match_name(name)
 
 
 class TriggerBus(FastActor):
@@ -149,13 +166,17 @@ class TriggerBus(FastActor):
         elif isinstance(message, Subscribe):
             self._subscriptions.append(_Subscription(message.ref, message.pattern, message.cause))
             self._subscriptions_changed()
+            return self._seq  # every message after this one is delivered to it
         elif isinstance(message, Unsubscribe):
             self._subscriptions = [
                 sub
                 for sub in self._subscriptions
                 if not (
                     sub.ref == message.ref
-                    and (message.pattern is None or sub.pattern == message.pattern)
+                    and (
+                        message.pattern is None
+                        or (sub.pattern is not None and sub.pattern.text == message.pattern)
+                    )
                 )
             ]
             self._subscriptions_changed()
@@ -212,7 +233,11 @@ class TriggerBus(FastActor):
         if not dead:
             return
         for sub in dead:
-            log.warning("dropping dead subscriber %s (%s)", sub.ref, sub.pattern or sub.cause)
+            log.warning(
+                "dropping dead subscriber %s (%s)",
+                sub.ref,
+                sub.pattern.text if sub.pattern else sub.cause,
+            )
             self._metrics.subscriber_error()
         self._subscriptions = [sub for sub in self._subscriptions if sub not in dead]
         self._subscriptions_changed()

@@ -3,18 +3,30 @@ and its run handle (`await run` or `await run.result(timeout)`)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import AsyncGenerator, Generator, Iterable
 from typing import Any, TypeVar
 
 import httpx
+import httpx_sse
 
 from ..model import Client, Health, Task
 from ..wire import RunResponse
 from . import calls
 from .address import parse, read_timeout, timeouts
 from .calls import Call, Named
-from .errors import ServiceUnreachable
+from .errors import ServiceUnreachable, error_from
+from .streams import (
+    EVENTS_PATH,
+    RECONNECT_TIMEOUT,
+    AsyncEventStream,
+    Follower,
+    SubscribeFollower,
+    SubscribeItem,
+    WatchFollower,
+    WatchItem,
+)
 from .sync import deadline_of, next_wait
 
 __all__ = ["AsyncRemoteRun", "AsyncRemoteViews", "AsyncTaskClient", "connect_async"]
@@ -228,6 +240,56 @@ class AsyncTaskClient:
     async def health(self) -> Health:
         """`service.health()` of the remote service."""
         return await self._send(calls.health())
+
+    def subscribe(
+        self, pattern: str = "*", *, reconnect_timeout: float | None = RECONNECT_TIMEOUT
+    ) -> AsyncEventStream[SubscribeItem]:
+        """As `TaskClient.subscribe`, for `async for`: `await` it to wait until the
+        subscription is in place (iterating it without waiting connects at the first step)."""
+        return AsyncEventStream(self._follow(SubscribeFollower(pattern, reconnect_timeout)))
+
+    def watch(
+        self,
+        cause_type: str,
+        cause: str,
+        *,
+        until_done: bool = True,
+        first_task_timeout: float | None = None,
+        reconnect_timeout: float | None = RECONNECT_TIMEOUT,
+    ) -> AsyncEventStream[WatchItem]:
+        """As `TaskClient.watch`, for `async for` (`await` it first to connect at once)."""
+        follower = WatchFollower(
+            cause_type, cause, until_done, first_task_timeout, reconnect_timeout
+        )
+        return AsyncEventStream(self._follow(follower))
+
+    async def _follow(self, follower: Follower) -> AsyncGenerator[Any, None]:
+        timeout = httpx.Timeout(self._timeout.connect, read=follower.read_timeout)
+        while not follower.done:
+            error: BaseException | None = None
+            try:
+                async with httpx_sse.aconnect_sse(
+                    self._http,
+                    "GET",
+                    EVENTS_PATH,
+                    params=follower.params,
+                    headers=follower.headers(),
+                    timeout=timeout,
+                ) as source:
+                    response = source.response
+                    if response.status_code != 200:
+                        raise error_from(response.status_code, await response.aread())
+                    follower.connected()
+                    async for event in source.aiter_sse():
+                        for item in follower.on_event(event.event, event.data, event.id):
+                            yield item
+                        if follower.done:
+                            return
+            except (httpx.TransportError, httpx_sse.SSEError) as broken:
+                error = broken
+            wait = follower.reconnecting(error)
+            if not follower.done:
+                await asyncio.sleep(wait)
 
     async def aclose(self) -> None:
         """Close the connections."""

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import Any, TypeVar
 
 import httpx
+import httpx_sse
 
 from ..model import Client, Health, Task
 from ..wire import MAX_RESULT_WAIT, RunResponse
 from . import calls
 from .address import parse, read_timeout, timeouts
 from .calls import Call, Named
-from .errors import ServiceUnreachable
+from .errors import ServiceUnreachable, error_from
+from .streams import (
+    EVENTS_PATH,
+    RECONNECT_TIMEOUT,
+    EventStream,
+    Follower,
+    SubscribeFollower,
+    SubscribeItem,
+    WatchFollower,
+    WatchItem,
+)
 
 __all__ = ["RemoteRun", "RemoteViews", "TaskClient", "connect"]
 
@@ -251,6 +262,73 @@ class TaskClient:
     def health(self) -> Health:
         """`service.health()` of the remote service."""
         return self._send(calls.health())
+
+    def subscribe(
+        self, pattern: str = "*", *, reconnect_timeout: float | None = RECONNECT_TIMEOUT
+    ) -> EventStream[SubscribeItem]:
+        """State changes whose trigger name matches `pattern` (exact or glob), and the
+        events tasks emit under a matching name, as `service.subscribe` delivers them.
+
+        An endless iterator over `GET /v1/events`: a broken connection is
+        resumed after the last event seen (`Last-Event-ID`); what the
+        server could no longer replay is yielded as an `EventsGap`. Raises
+        `ServiceUnreachable` once it could not reconnect for
+        `reconnect_timeout` seconds (None: keep trying), `ServiceStopped`
+        when the service stops. Close it (or leave the loop) to end it.
+        """
+        return EventStream(self._follow(SubscribeFollower(pattern, reconnect_timeout)))
+
+    def watch(
+        self,
+        cause_type: str,
+        cause: str,
+        *,
+        until_done: bool = True,
+        first_task_timeout: float | None = None,
+        reconnect_timeout: float | None = RECONNECT_TIMEOUT,
+    ) -> EventStream[WatchItem]:
+        """Follow one cause: its stored tasks, then every change, as `service.watch`.
+
+        Yields each task of the cause, then a `TaskStateChanged` for every
+        change after it (never an older version of a task than one already
+        yielded). With `until_done`, ends once the cause has tasks and every
+        one is terminal. `first_task_timeout`: `TimeoutError` if no task of
+        the cause appears within it. A broken connection is resumed after
+        the last event seen; if the server could not replay what was missed,
+        it sends the cause's tasks again and only the newer ones are
+        yielded. `reconnect_timeout`: as for `subscribe`.
+        """
+        follower = WatchFollower(
+            cause_type, cause, until_done, first_task_timeout, reconnect_timeout
+        )
+        return EventStream(self._follow(follower))
+
+    def _follow(self, follower: Follower) -> Generator[Any, None, None]:
+        timeout = httpx.Timeout(self._timeout.connect, read=follower.read_timeout)
+        while not follower.done:
+            error: BaseException | None = None
+            try:
+                with httpx_sse.connect_sse(
+                    self._http,
+                    "GET",
+                    EVENTS_PATH,
+                    params=follower.params,
+                    headers=follower.headers(),
+                    timeout=timeout,
+                ) as source:
+                    response = source.response
+                    if response.status_code != 200:
+                        raise error_from(response.status_code, response.read())
+                    follower.connected()
+                    for event in source.iter_sse():
+                        yield from follower.on_event(event.event, event.data, event.id)
+                        if follower.done:
+                            return
+            except (httpx.TransportError, httpx_sse.SSEError) as broken:
+                error = broken
+            wait = follower.reconnecting(error)
+            if not follower.done:
+                time.sleep(wait)
 
     def close(self) -> None:
         """Close the connections."""

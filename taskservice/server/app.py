@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 from ..runs import TaskRun
 from ..wire import (
     API_PREFIX,
+    EVENTS_WINDOW,
     MAX_RESULT_WAIT,
     ActionRequest,
     CancelCauseRequest,
@@ -36,6 +37,8 @@ from ..wire import (
     TriggerRequest,
 )
 from .errors import HANDLED, handle_error
+from .event_log import EventLog
+from .events import events_response
 from .results import read, wait_result
 from .security import DEFAULT_MAX_BODY, Gate, read_body
 from .served import Served
@@ -63,6 +66,7 @@ def create_app(
     *,
     token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    events_window: int = EVENTS_WINDOW,
     dashboard: bool = True,
     read_only: bool = False,
 ) -> ASGIApp:
@@ -70,10 +74,13 @@ def create_app(
 
     `token`: every request must carry `Authorization: Bearer <token>` (401
     otherwise); None takes requests without one (serve it on loopback only).
-    `max_body`: the largest request body in bytes (413 beyond). `dashboard`:
-    also serve the web dashboard under `/ui/` (docs/dashboard.md), which logs
-    a browser in with the token; `read_only` hides and refuses its actions.
+    `max_body`: the largest request body in bytes (413 beyond).
+    `events_window`: how many of the latest bus messages `GET /v1/events`
+    holds for clients that reconnect with `Last-Event-ID`. `dashboard`: also
+    serve the web dashboard under `/ui/` (docs/dashboard.md), which logs a
+    browser in with the token; `read_only` hides and refuses its actions.
     """
+    log = EventLog(service, events_window)
 
     async def run_one(request: Request) -> Response:
         body = await _decode(request, RunRequest)
@@ -137,6 +144,9 @@ def create_app(
         )
         return _json(page)
 
+    async def events(request: Request) -> Response:
+        return await events_response(request, log, service)
+
     async def health(request: Request) -> Response:
         state = service.health()
         return _json(state, 503 if state.stopped else 200)
@@ -160,6 +170,7 @@ def create_app(
         Route(f"{v1}/tasks/{{task_id}}/result", result, methods=["GET"]),
         Route(f"{v1}/causes/cancel", cancel_cause, methods=["POST"]),
         Route(f"{v1}/views/{{name}}", view, methods=["GET"]),
+        Route(f"{v1}/events", events, methods=["GET"]),
         Route(f"{v1}/health", health, methods=["GET"]),
         Route(f"{v1}/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

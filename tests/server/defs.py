@@ -25,9 +25,17 @@ def held_execute(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
     return "released"
 
 
+def announce_execute(props: dict[str, Any], ctx: TaskContext, emit: Any) -> int:
+    for step in range(props["steps"]):
+        emit("announced", {"step": step})
+    return int(props["steps"])
+
+
 echo = TaskDefinition(name="echo", execute=echo_execute, trigger="ping")
 fail = TaskDefinition(name="fail", execute=fail_execute)
 held = TaskDefinition(name="held", execute=held_execute)
 greet = TaskDefinition(name="greet", execute=echo_execute, action=True)
 
-DEFINITIONS = [echo, fail, held, greet]
+announce = TaskDefinition(name="announce", execute=announce_execute)
+
+DEFINITIONS = [echo, fail, held, greet, announce]
