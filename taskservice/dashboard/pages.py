@@ -3,7 +3,7 @@
 Each handler checks its query, reads through the service's views in a
 worker thread (`queries`, `overview`), and renders a template. A page that
 follows tasks live names, in `data-` attributes of its body, the events
-stream to open (`/v1/events` for the cause of its tasks) and the API read
+stream to open (`/v1/events` for the tree of its tasks) and the API read
 that brings its tasks up to date (`/v1/views/...`, `/v1/tasks/...`) when
 the stream is ready or comes back after a gap; `static/dashboard.js` does
 the rest.
@@ -133,7 +133,8 @@ async def cause(dash: Dashboard, request: Request) -> Response:
         page = await run_in_threadpool(
             tree_page, dash.service.view, cause_type, cause, gt, limit, keep
         )
-        events = _api(request, "/events", {"cause_type": cause_type, "cause": cause})
+        # the tree's stream: every task it started, subtasks at any depth
+        events = _api(request, "/events", {"root_type": cause_type, "root": cause})
         refresh = _api(
             request,
             "/views/tasks_by_root",
@@ -167,7 +168,8 @@ async def task(dash: Dashboard, request: Request) -> Response:
         if detail is None:
             return dash.error(request, 404, "No such task", f"No task {task_id} is stored.")
         this = detail.task
-        events = _api(request, "/events", {"cause_type": this.cause_type, "cause": this.cause})
+        # the stream of its tree: the task, its parent's other subtasks and its own
+        events = _api(request, "/events", {"root_type": this.root_type, "root": this.root})
         refresh = _api(request, f"/tasks/{this.id}", {})
         return dash.page(
             request,
