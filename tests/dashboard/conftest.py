@@ -79,10 +79,10 @@ def browser() -> Iterator[Any]:
     except ImportError:
         pytest.skip("playwright is not installed (pip install playwright: the test extra has it)")
     executable = chromium_path()
-    if executable is None:
+    if executable is None or not os.access(executable, os.X_OK):
         pytest.skip(
-            "no Chromium: apt-get install chromium (or set TASKSERVICE_CHROMIUM); "
-            ".ci/run installs it"
+            f"no Chromium ({executable or 'chromium is not on the PATH'}): apt-get install "
+            f"chromium, or set {CHROMIUM_VARIABLE}; .ci/run installs it"
         )
     # Root (CI containers) cannot use Chromium's sandbox.
     args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []

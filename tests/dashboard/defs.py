@@ -63,9 +63,10 @@ def _explode(message: str) -> None:
 
 
 def flaky_execute(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
+    """Each attempt waits for a step; the first then fails (with a stack through `_explode`)."""
+    gate(props["gate"]).wait(ctx)
     if ctx.attempt == 1:
         _explode(props["message"])
-    gate(props["gate"]).wait(ctx)
     return "second attempt"
 
 

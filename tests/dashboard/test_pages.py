@@ -60,7 +60,7 @@ def test_a_task_page_shows_props_result_attempts_stack_parent_and_triggers(
     dashboard: DashboardFactory,
 ) -> None:
     served = dashboard()
-    gate("flaky").allow()
+    gate("flaky").allow(2)
     run = served.service.run(flaky, {"message": "disk on fire", "gate": "flaky"}, "job", "j1")
     assert run.result(timeout=10) == "second attempt"
     html = page(served.http, f"/ui/tasks/{run.task}")
@@ -294,4 +294,7 @@ def test_the_overview_counts_by_state_and_definition(dashboard: DashboardFactory
     assert "broken pipe" in html and failed.task[-8:] in html  # a recent failure
     assert running.task[-8:] in html  # running now
     assert "ov:o3" in html  # a recent cause
+    # throughput from the service's counters: sampled when the app started, and now
+    assert "<strong>4</strong> finished (3 succeeded, 1 failed, 0 cancelled), 5 created" in html
+    assert html.count('<rect class="succeeded"') == 30  # a bar every 30 s for 15 minutes
     gate("ov").allow()

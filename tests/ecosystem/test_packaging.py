@@ -1,4 +1,5 @@
-"""The built wheel: what a user installs carries the license its metadata names."""
+"""The built wheel: what a user installs carries the license its metadata names,
+and the dashboard's templates and static files."""
 
 from __future__ import annotations
 
@@ -29,3 +30,15 @@ def test_the_wheel_ships_the_mit_license(tmp_path: Path) -> None:
     assert text == (ROOT / "LICENSE").read_text()
     assert "License-Expression: MIT" in headers
     assert "License-File: LICENSE" in headers
+    # the dashboard's assets ship inside the package, each file of them
+    dashboard = ROOT / "taskservice" / "dashboard"
+    assets = sorted(
+        path.relative_to(ROOT).as_posix()
+        for folder in ("templates", "static")
+        for path in (dashboard / folder).iterdir()
+    )
+    assert any(name.endswith("dashboard.js") for name in assets)
+    assert any(name.endswith("base.html") for name in assets)
+    assert [name for name in assets if name not in names] == []
+    requires = [line for line in headers if line.startswith("Requires-Dist: jinja2")]
+    assert requires and all("extra ==" in line for line in requires)
