@@ -40,7 +40,7 @@ from .errors import HANDLED, handle_error
 from .event_log import EventLog
 from .events import events_response
 from .results import read, wait_result
-from .security import DEFAULT_MAX_BODY, Gate, read_body
+from .security import DEFAULT_MAX_BODY, Gate, check_token, read_body
 from .served import Served
 from .views import read_view
 
@@ -80,6 +80,7 @@ def create_app(
     serve the web dashboard under `/ui/` (docs/dashboard.md), which logs a
     browser in with the token; `read_only` hides and refuses its actions.
     """
+    check_token(token)  # before anything is built on the service
     log = EventLog(service, events_window)
 
     async def run_one(request: Request) -> Response:

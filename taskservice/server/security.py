@@ -26,10 +26,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .errors import BodyTooLarge, error_response
 from .sessions import Sessions
 
-__all__ = ["DEFAULT_MAX_BODY", "Gate", "read_body"]
+__all__ = ["DEFAULT_MAX_BODY", "Gate", "check_token", "read_body", "route_path"]
 
 DEFAULT_MAX_BODY = 1 << 20
 """The largest request body taken by default: 1 MiB."""
+
+
+def check_token(token: str | None) -> None:
+    """ValueError unless `token` is None or a str with something but spaces."""
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ValueError("a token is a non-empty str (or None for no token)")
 
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD"})
@@ -55,8 +61,7 @@ class Gate:
     def __init__(
         self, app: ASGIApp, token: str | None, max_body: int, *, browser: str | None = None
     ) -> None:
-        if token is not None and (not isinstance(token, str) or not token.strip()):
-            raise ValueError("a token is a non-empty str (or None for no token)")
+        check_token(token)
         self.app = app
         self.expected = None if token is None else f"Bearer {token.strip()}".encode()
         self.max_body = max_body
