@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 
 from taskservice import TaskFailed
@@ -120,8 +121,8 @@ def test_hostile_values_are_escaped_on_every_page(dashboard: DashboardFactory) -
     assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in pages[3]
 
 
-def _form_token(served_http: object, path: str) -> str:
-    return csrf(page(served_http, path))  # type: ignore[arg-type]
+def _form_token(http: httpx.Client, path: str) -> str:
+    return csrf(page(http, path))
 
 
 def test_cancel_a_task_and_a_cause_and_run_a_failed_task_again(
