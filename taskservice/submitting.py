@@ -184,9 +184,9 @@ class Submitting:
             progress_factor=progress_factor,
         )
 
-    def _hand_over(self, run: Run | RunMany) -> None:
+    def _hand_over(self, message: Run | RunMany | Cancel) -> None:
         try:
-            self.supervisor.tell(run)
+            self.supervisor.tell(message)
         except pykka.ActorDeadError:
             raise ServiceStopped(f"task service {self.name!r} is stopped") from None
 
@@ -259,7 +259,7 @@ class Submitting:
         return self._cancel(Cancel(concurrent.futures.Future(), cause=(cause_type, cause)))
 
     def _cancel(self, message: Cancel) -> int:
-        self.supervisor.tell(message)
+        self._hand_over(message)  # a stopped service: ServiceStopped
         count = message.reply.result(self._ack_timeout)
         if count:
             self.store.flush(self._ack_timeout)  # the cancelled records are committed

@@ -37,10 +37,21 @@ T = TypeVar("T")
 class AsyncRemoteRun:
     """A task started (or joined) over HTTP, for asyncio: `await run` is its result."""
 
-    __slots__ = ("_client", "cause", "cause_type", "created", "task", "task_object")
+    __slots__ = (
+        "_client",
+        "_result_type",
+        "cause",
+        "cause_type",
+        "created",
+        "task",
+        "task_object",
+    )
 
-    def __init__(self, client: AsyncTaskClient, reply: RunResponse) -> None:
+    def __init__(
+        self, client: AsyncTaskClient, reply: RunResponse, result_type: Any = None
+    ) -> None:
         self._client = client
+        self._result_type = result_type
         self.task: str = reply.task
         self.created: bool = reply.created
         """True if this call created the task, False if it joined or reused one."""
@@ -56,7 +67,7 @@ class AsyncRemoteRun:
             reply = await self._client._send(calls.result(self.task, next_wait(deadline)))
             self.task_object = reply.task
             if reply.done:
-                return reply.result
+                return calls.typed(reply.result, self._result_type)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"task {self.task} ({reply.task.state}) did not end in time")
 
@@ -194,7 +205,7 @@ class AsyncTaskClient:
     ) -> AsyncRemoteRun:
         """As `TaskClient.run` (sent once more after a lost answer; joins the same task)."""
         reply = await self._send(calls.run(definition, props, cause_type, cause, expire, client))
-        return AsyncRemoteRun(self, reply)
+        return AsyncRemoteRun(self, reply, calls.result_type_of(definition))
 
     async def run_many(
         self,
@@ -203,8 +214,12 @@ class AsyncTaskClient:
         client: Client | None = None,
     ) -> list[AsyncRemoteRun]:
         """As `TaskClient.run_many`."""
+        runs = list(runs)
         reply = await self._send(calls.run_many(runs, expire, client))
-        return [AsyncRemoteRun(self, run) for run in reply.runs]
+        return [
+            AsyncRemoteRun(self, run, calls.result_type_of(item[0]))
+            for run, item in zip(reply.runs, runs, strict=True)
+        ]
 
     async def trigger(
         self,

@@ -27,7 +27,7 @@ from ..wire import (
 )
 from .errors import error_from
 
-__all__ = ["Call", "Named", "definition_name"]
+__all__ = ["Call", "Named", "definition_name", "result_type_of", "typed"]
 
 T = TypeVar("T")
 
@@ -47,6 +47,16 @@ def definition_name(definition: str | Named) -> str:
     if not isinstance(name, str):
         raise TypeError(f"a definition is a name or a TaskDefinition, not {definition!r}")
     return name
+
+
+def result_type_of(definition: str | Named) -> Any:
+    """The `result_type` of a definition object (None for a name, or for none)."""
+    return None if isinstance(definition, str) else getattr(definition, "result_type", None)
+
+
+def typed(result: Any, result_type: Any) -> Any:
+    """A result as received, converted to `result_type` when there is one (as in-process)."""
+    return result if result_type is None else msgspec.convert(result, result_type)
 
 
 def _decoder(kind: type[T]) -> Callable[[bytes], T]:

@@ -51,10 +51,19 @@ class RemoteRun:
     """A task started (or joined) over HTTP: its id, whether this call created it,
     its snapshot, and `result(timeout)`, as `TaskRun` in-process."""
 
-    __slots__ = ("_client", "cause", "cause_type", "created", "task", "task_object")
+    __slots__ = (
+        "_client",
+        "_result_type",
+        "cause",
+        "cause_type",
+        "created",
+        "task",
+        "task_object",
+    )
 
-    def __init__(self, client: TaskClient, reply: RunResponse) -> None:
+    def __init__(self, client: TaskClient, reply: RunResponse, result_type: Any = None) -> None:
         self._client = client
+        self._result_type = result_type
         self.task: str = reply.task
         self.created: bool = reply.created
         """True if this call created the task, False if it joined or reused one."""
@@ -76,7 +85,7 @@ class RemoteRun:
             reply = self._client._send(calls.result(self.task, next_wait(deadline)))
             self.task_object = reply.task
             if reply.done:
-                return reply.result
+                return calls.typed(reply.result, self._result_type)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"task {self.task} ({reply.task.state}) did not end in time")
 
@@ -218,7 +227,7 @@ class TaskClient:
         Sent once more if the connection breaks before the answer came: the
         second request joins the task the first one created (hash reuse)."""
         reply = self._send(calls.run(definition, props, cause_type, cause, expire, client))
-        return RemoteRun(self, reply)
+        return RemoteRun(self, reply, calls.result_type_of(definition))
 
     def run_many(
         self,
@@ -227,8 +236,12 @@ class TaskClient:
         client: Client | None = None,
     ) -> list[RemoteRun]:
         """Start several tasks in one request; one bad run refuses them all."""
+        runs = list(runs)
         reply = self._send(calls.run_many(runs, expire, client))
-        return [RemoteRun(self, run) for run in reply.runs]
+        return [
+            RemoteRun(self, run, calls.result_type_of(item[0]))
+            for run, item in zip(reply.runs, runs, strict=True)
+        ]
 
     def trigger(
         self,

@@ -39,6 +39,7 @@ from ..wire import (
 from .errors import HANDLED, handle_error
 from .event_log import EventLog
 from .events import events_response
+from .openapi import openapi_json
 from .results import read, wait_result
 from .security import DEFAULT_MAX_BODY, Gate, check_token, read_body
 from .served import Served
@@ -174,6 +175,7 @@ def create_app(
         Route(f"{v1}/events", events, methods=["GET"]),
         Route(f"{v1}/health", health, methods=["GET"]),
         Route(f"{v1}/ready", ready, methods=["GET"]),
+        Route(f"{v1}/openapi.json", openapi_json, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
     if dashboard:

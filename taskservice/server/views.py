@@ -17,7 +17,10 @@ from ..storage import Views
 from ..wire import TasksPage
 from .errors import UnknownView
 
-__all__ = ["MAX_LIMIT", "VIEW_KEYS", "read_view"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "VIEW_KEYS", "read_view"]
+
+DEFAULT_LIMIT: Final = 100
+"""The page size of a request that names no `limit`."""
 
 MAX_LIMIT: Final = 1000
 """The largest page a request may ask for."""
@@ -58,7 +61,7 @@ def read_view(views: Views, name: str, query: QueryParams) -> TasksPage:
     if missing:
         raise ValueError(f"{name} needs the parameter(s) {', '.join(missing)}")
     limit = _int(query, "limit")
-    limit = 100 if limit is None else limit
+    limit = DEFAULT_LIMIT if limit is None else limit
     if not 0 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 0 and {MAX_LIMIT}, not {limit}")
     args: list[Any] = [query[key] for key in keys]

@@ -146,9 +146,10 @@ class Views:
     def tasks_by_state(
         self, state: str, *, gt: Cursor = None, limit: int = 100, reverse: bool = False
     ) -> list[Task]:
-        """Tasks in one state, oldest first (by creation time); `reverse`: newest first.
+        """Tasks in one state, oldest first.
 
-        Either way `gt` is the last task of the previous page.
+        By creation time; `reverse` gives the newest first. Either way `gt` is
+        the last task of the previous page.
         """
         if not isinstance(reverse, bool):
             raise TypeError(f"reverse must be a bool, not {type(reverse).__name__}")

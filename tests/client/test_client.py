@@ -221,3 +221,30 @@ def test_the_async_client_reports_an_unreachable_service() -> None:
     started = time.monotonic()
     asyncio.run(main())
     assert time.monotonic() - started < 2
+
+
+class Echoed(msgspec.Struct):
+    echo: dict[str, int]
+
+
+def test_a_definition_with_a_result_type_gets_its_result_converted(
+    serve: ServeFactory,
+) -> None:
+    from taskservice import TaskDefinition
+    from tests.server.defs import echo_execute
+
+    typed_echo = TaskDefinition(name="echo", execute=echo_execute, result_type=Echoed)
+    served = serve()
+    with connect(served.url) as tasks:
+        assert tasks.run(typed_echo, {"a": 1}, "typed", "t1").result(timeout=10) == Echoed(
+            echo={"a": 1}
+        )
+        many = tasks.run_many([(typed_echo, {"a": 2}, "typed", "t2"), ("echo", {"a": 3}, "t", "3")])
+        assert many[0].result(timeout=10) == Echoed(echo={"a": 2})
+        assert many[1].result(timeout=10) == {"echo": {"a": 3}}  # by name: as JSON decodes it
+
+    async def main() -> object:
+        async with connect_async(served.url) as tasks:
+            return await (await tasks.run(typed_echo, {"a": 4}, "typed", "t4"))
+
+    assert asyncio.run(main()) == Echoed(echo={"a": 4})

@@ -212,6 +212,10 @@ def test_context_manager_stops_the_service(services: Services) -> None:
         assert service.run(definition, {}, "upload", "u1").result(timeout=5)["props"] == {}
     with pytest.raises(ServiceStopped):
         service.run(definition, {}, "upload", "u2")
+    with pytest.raises(ServiceStopped):  # not pykka's ActorDeadError
+        service.cancel("any")
+    with pytest.raises(ServiceStopped):
+        service.cancel_cause("upload", "u1")
     with pytest.raises(ServiceStopped):
         TaskService.get("cm")
 
