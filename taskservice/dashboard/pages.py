@@ -22,7 +22,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..actors.trigger_bus import trigger_names
 from ..errors import ServiceStopped
-from ..model import STATES
+from ..model import STATES, SUBTASK_CAUSE_TYPE
 from ..storage import StoreError
 from ..wire import API_PREFIX
 from .base import Dashboard
@@ -127,6 +127,8 @@ async def cause(dash: Dashboard, request: Request) -> Response:
         cause = request.query_params.get("cause", "")
         if not cause_type or not cause:
             raise BadQuery("a cause page needs type and cause")
+        if cause_type == SUBTASK_CAUSE_TYPE:  # the subtasks of a task: its page lists them
+            return RedirectResponse(link(request, "ui:task", task_id=cause), 303)
         limit = _limit(request, 100)
         gt = _optional(request, "gt")
         keep = _filter(request)

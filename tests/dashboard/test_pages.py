@@ -12,10 +12,13 @@ import httpx
 import pytest
 
 from taskservice import TaskFailed
+from taskservice.metrics.hooks import MetricsHooks
+from taskservice.server.serving import Serving, bind
 from tests.dashboard.conftest import DashboardFactory
-from tests.dashboard.defs import boom, echo, flaky, gate, stepper, tree
+from tests.dashboard.defs import DEFINITIONS, boom, echo, flaky, gate, stepper, tree
 from tests.dashboard.helpers import csrf, page, rows
 from tests.runtime.helpers import wait_for
+from tests.services import Services
 
 
 def test_root_redirects_to_the_overview_and_assets_are_served(dashboard: DashboardFactory) -> None:
@@ -299,3 +302,19 @@ def test_the_overview_counts_by_state_and_definition(dashboard: DashboardFactory
     assert "<strong>4</strong> finished (3 succeeded, 1 failed, 0 cancelled), 5 created" in html
     assert html.count('<rect class="succeeded"') == 30  # a bar every 30 s for 15 minutes
     gate("ov").allow()
+
+
+def test_without_prometheus_metrics_the_overview_says_so(services: Services) -> None:
+    service = services(DEFINITIONS, durability="memory", metrics=MetricsHooks())
+    with Serving(service.asgi_app(), bind("127.0.0.1", 0)) as serving:
+        service.run(echo, {}, "m", "m1").result(timeout=10)
+        with httpx.Client(base_url=serving.address) as http:
+            html = page(http, "/ui/")
+    assert "started with metrics that are not Prometheus" in html
+    assert '<td class="num">1</td>' in html  # the stored counts are there all the same
+
+
+def test_a_subtask_cause_is_its_parent_task_page(dashboard: DashboardFactory) -> None:
+    http = dashboard().http
+    answer = http.get("/ui/cause", params={"type": "task_Task", "cause": "0123abc"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/tasks/0123abc"
