@@ -11,7 +11,7 @@ these from a thread.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from ..model import STATES, SUBTASK_CAUSE_TYPE, Task
@@ -185,7 +185,6 @@ class TaskDetail:
     subtasks: list[Row]
     next: str | None
     triggers: tuple[str, str, str] = ("", "", "")
-    siblings_cause: tuple[str, str] = field(default=("", ""))
 
 
 def task_detail(
@@ -207,7 +206,6 @@ def task_detail(
         subtasks=as_tree(views, below, task.id),
         next=below[-1].id if below and len(below) == limit else None,
         triggers=triggers(task),
-        siblings_cause=(task.cause_type, task.cause),
     )
 
 
