@@ -302,7 +302,8 @@ EVENTS_NOTES = (
     "one `data:` line of JSON and, when it can be resumed from, an `id:` "
     f"`{EVENT_ID}`. `x-events` lists the names with their data's schemas "
     "(OpenAPI 3.1 cannot describe the items of a stream). A stream follows a "
-    "trigger `pattern` or a cause (`cause_type` and `cause`), not both. With the "
+    "trigger `pattern`, a cause (`cause_type` and `cause`) or a tree (`root_type` "
+    "and `root`), one of them. With the "
     "header `Last-Event-ID` (an EventSource sends it itself when it reconnects) "
     "it first replays what matched after that event from the server's replay "
     f"window (the latest {EVENTS_WINDOW:,} messages of the service by default), "
@@ -495,6 +496,15 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
             ),
             Param("cause", "query", _text("string"), "With `cause_type`: the cause."),
             Param(
+                "root_type",
+                "query",
+                _text("string"),
+                "With `root`: every state message of every task that root cause "
+                "started, subtasks at any depth included (the tasks `tasks_by_root` "
+                "lists), instead of a pattern. No snapshot.",
+            ),
+            Param("root", "query", _text("string"), "With `root_type`: the root cause."),
+            Param(
                 "snapshot",
                 "query",
                 {"type": "boolean", "default": False},
@@ -530,7 +540,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
 
 def routes() -> Iterator[tuple[str, str, str]]:
     """(method, path, handler name) of every route of the app, HEAD left out."""
-    gate = create_app(None, token="t")  # type: ignore[arg-type]  # routes need no service
+    # routes need no service; the dashboard's HTML pages (/ui/) are no part of the API
+    gate = create_app(None, token="t", dashboard=False)  # type: ignore[arg-type]
     app = getattr(gate, "app", None)
     assert isinstance(app, Starlette), f"create_app wraps no Starlette app: {app!r}"
     for route in app.routes:

@@ -61,6 +61,9 @@ def bind(host: str | None = None, port: int = 0, uds: str | None = None) -> sock
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Accepted connections inherit it: without it, Nagle's algorithm holds
+            # every answer after the first of a keep-alive connection ~40 ms.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.bind((host, port))
         except BaseException:
             sock.close()

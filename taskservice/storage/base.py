@@ -210,8 +210,11 @@ class TaskStore(abc.ABC):
         return self.scan("by_cause_hash", prefix, prefix_end(prefix), 1000)
 
     @abc.abstractmethod
-    def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
-        """Tasks whose key in `index` lies in `[low, high)`, in key order."""
+    def scan(
+        self, index: str, low: bytes, high: bytes | None, limit: int, reverse: bool = False
+    ) -> list[Task]:
+        """Tasks whose key in `index` lies in `[low, high)`, in key order (`reverse`:
+        from the highest key down)."""
 
     @abc.abstractmethod
     def scan_keys(self, index: str, low: bytes, high: bytes | None) -> Iterator[bytes]:

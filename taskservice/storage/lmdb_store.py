@@ -178,17 +178,15 @@ class LmdbStore(GroupCommit):
             value = txn.get(key, db=self._tasks)
             return None if value is None else self._decode(key, value)
 
-    def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
+    def scan(
+        self, index: str, low: bytes, high: bytes | None, limit: int, reverse: bool = False
+    ) -> list[Task]:
         found: list[Task] = []
         with self._read() as txn:
             cursor = txn.cursor(db=self._indexes[index])
-            if not cursor.set_range(low):
-                return found
-            for raw in cursor.iternext(keys=True, values=False):
-                key = bytes(raw)
-                if high is not None and key >= high:
-                    break
-                if key < low:
+            keys = _backward(cursor, low, high) if reverse else _forward(cursor, low, high)
+            for key in keys:
+                if key < low or (high is not None and key >= high):
                     # Out of order: only a damaged page gives that. Skip, never hand out.
                     self.report_corrupt(key.hex(), f"index {index} is out of order")
                     continue
@@ -417,3 +415,28 @@ class LmdbStore(GroupCommit):
         self.env.close()
         if self._owner_lock is not None:
             self._owner_lock.close()  # releases the flock
+
+
+def _forward(cursor: Any, low: bytes, high: bytes | None) -> Iterator[bytes]:
+    """The keys of `[low, high)` from `low` up (a key out of order is handed on: the
+    caller reports it)."""
+    if not cursor.set_range(low):
+        return
+    for raw in cursor.iternext(keys=True, values=False):
+        key = bytes(raw)
+        if high is not None and key >= high:
+            return
+        yield key
+
+
+def _backward(cursor: Any, low: bytes, high: bytes | None) -> Iterator[bytes]:
+    """The keys of `[low, high)` from the highest down."""
+    # No key at or above `high`: start at the last; else just before the first one.
+    placed = cursor.last() if high is None or not cursor.set_range(high) else cursor.prev()
+    if not placed:
+        return
+    for raw in cursor.iterprev(keys=True, values=False):
+        key = bytes(raw)
+        if key < low:
+            return
+        yield key

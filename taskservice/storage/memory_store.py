@@ -227,11 +227,13 @@ class MemoryStore(TaskStore):
             self._apply_pending()
         return list(self._indexes[index].irange(low, high))
 
-    def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
+    def scan(
+        self, index: str, low: bytes, high: bytes | None, limit: int, reverse: bool = False
+    ) -> list[Task]:
         with self._lock:
             if self._pending:
                 self._apply_pending()
-            keys = list(itertools.islice(self._indexes[index].irange(low, high), limit))
+            keys = list(itertools.islice(self._indexes[index].irange(low, high, reverse), limit))
             records = [self._tasks[id_of_key(key)] for key in keys]
         return [decode_record(record) for record in records]
 
