@@ -52,6 +52,7 @@ from taskservice.server.errors import (
     TaskNotFound,
     Unauthorized,
     UnknownView,
+    UnsupportedMediaType,
     handle_error,
 )
 from taskservice.server.events import DEFAULT_PING, MAX_PING, MIN_PING
@@ -123,6 +124,7 @@ ERROR_SAMPLES: tuple[tuple[Exception, str | None], ...] = (
     (HTTPException(405), "The endpoint does not take that method."),
     (TaskFailed("x", _sample_task()), None),
     (BodyTooLarge("x"), None),
+    (UnsupportedMediaType("x"), None),
     (ServiceStopped("x"), None),
     (StoreError("x"), None),
     (StoreFull("x"), None),
@@ -206,6 +208,8 @@ class Endpoint:
 
 COMMON_ERRORS = ("Unauthorized", "BodyTooLarge", "InternalError")
 """Every endpoint: the gate refuses the token or the body size; a bug is a 500."""
+CHANGE_ERRORS = {("POST", "UnsupportedMediaType")}
+"""Every change: the gate takes it only as JSON."""
 BODY_ERRORS = ("BadRequest", "ValidationError")
 SUBMIT_ERRORS = (
     "PropsError",
@@ -617,7 +621,7 @@ def operation(
         raise KeyError(f"{method} {path}: no error type {sorted(unknown)} in ERROR_SAMPLES")
     by_status: dict[int, list[str]] = {}
     for kind, info in kinds.items():  # in the order of ERROR_SAMPLES
-        if kind in endpoint.errors or kind in COMMON_ERRORS:
+        if kind in endpoint.errors or kind in COMMON_ERRORS or (method, kind) in CHANGE_ERRORS:
             by_status.setdefault(info.status, []).append(kind)
     for status, types in sorted(by_status.items()):
         if str(status) in answers:

@@ -1,9 +1,12 @@
-"""The gate in front of every endpoint: the bearer token and the body size limit.
+"""The gate in front of every endpoint: the bearer token, JSON changes, the body size limit.
 
 A pure ASGI middleware, so a request it refuses never reaches a handler and
 changes nothing. The token is compared in constant time (`hmac.compare_digest`).
 A body is refused with 413 when its `Content-Length` is over the limit, and
-while it is read when it has none (`read_body`).
+while it is read when it has none (`read_body`). A change through the API
+(any method but `GET`/`HEAD`) must say `Content-Type: application/json`,
+or gets 415 (`UnsupportedMediaType`): a page of another site can send a
+form to a loopback server but not that, so it cannot drive the API.
 
 With a dashboard (`browser`, its path prefix), a browser's session cookie
 (`sessions`) stands in for the token: it authorizes reads (`GET`, `HEAD`:
@@ -122,6 +125,16 @@ class Gate:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        if scope["method"] not in SAFE_METHODS and not self._in_browser(route_path(scope)):
+            media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if media != b"application/json":
+                response = error_response(
+                    415,
+                    "UnsupportedMediaType",
+                    "a change is sent as Content-Type: application/json (even without a body)",
+                )
+                await response(scope, receive, send)
+                return
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             response = error_response(

@@ -16,6 +16,7 @@ from tests.dashboard.conftest import DashboardFactory
 from tests.dashboard.defs import gate, stepper
 from tests.dashboard.helpers import csrf, page
 
+JSON = {"Content-Type": "application/json"}
 TOKEN = "s3cret-token-for-the-dashboard"
 
 
@@ -76,7 +77,7 @@ def test_a_wrong_token_is_refused_and_a_right_one_opens_a_session(
     with http.stream("GET", "/v1/events", params={"root_type": "job", "root": "a2"}) as stream:
         assert stream.status_code == 200
     # ... but changes nothing through it
-    assert http.post(f"/v1/tasks/{run.task}/cancel").status_code == 401
+    assert http.post(f"/v1/tasks/{run.task}/cancel", headers=JSON).status_code == 401
     assert http.post("/v1/runs", json={}).status_code == 401
     # the dashboard's forms work with the session and their CSRF token
     token = csrf(html)
