@@ -60,9 +60,8 @@ def table(payload: dict[str, Any]) -> list[str]:
         header += [f"{kind} submit/s", f"{kind} run→done/s", f"{kind} submit p50 / p99 ms"]
     lines = ["| " + " | ".join(header) + " |", "|---|---:" + "|---:" * (3 * len(kinds)) + "|"]
     for system, per_kind in payload["results"].items():
-        unit = "threads" if "in-process" in system else "processes"
         for clients in payload["meta"]["args"]["clients"]:
-            cells = [system, f"{clients} {unit}"]
+            cells = [system, str(clients)]
             for kind in kinds:
                 row = per_kind[kind][str(clients)]
                 cells += [_cell(row, "submit_per_s"), _cell(row, "done_per_s"),
@@ -142,7 +141,8 @@ def summary_line(payload: dict[str, Any]) -> str:
     return (
         f"`{meta['command'].strip()}` on {meta['date'][:10]}, taskservice at {meta['git']}: "
         f"{meta['machine']}. Median of {args['runs']} runs; {args['tasks']:,} tasks per cell "
-        "split over its clients; submit p50/p99 is the submission call's round trip."
+        "split over its clients (processes; threads for the in-process rows); submit p50/p99 "
+        "is the submission call's round trip."
     )
 
 
@@ -170,7 +170,7 @@ def markdown(payload: dict[str, Any]) -> str:
 
 def docs_section(payload: dict[str, Any], chart_path: str) -> str:
     """What stands between the markers in README.md and docs/performance.md."""
-    lines = [BEGIN, "", summary_line(payload), load_line(payload), "", *table(payload), ""]
+    lines = [BEGIN, "", summary_line(payload), "", load_line(payload), "", *table(payload), ""]
     lines += [*goals(payload), "", f"![Remote submission]({chart_path})", "", END]
     return "\n".join(lines)
 
@@ -198,7 +198,7 @@ def draw(payload: dict[str, Any], path: Path) -> None:
         return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     kinds: list[str] = payload["meta"]["args"]["kinds"]
     clients: list[int] = payload["meta"]["args"]["clients"]
@@ -229,6 +229,7 @@ def draw(payload: dict[str, Any], path: Path) -> None:
             axis.set_xscale("log", base=2)
             axis.set_xticks(clients, [str(n) for n in clients])
             axis.set_yscale("log")
+            axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             axis.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
             axis.yaxis.set_minor_formatter(NullFormatter())
             axis.set_xlabel("client processes (threads in-process)")

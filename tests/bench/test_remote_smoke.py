@@ -34,4 +34,4 @@ def test_remote_bench_measures_every_taskservice_cell(tmp_path: Path) -> None:
                 (cell,) = row["runs"]
                 assert cell["tasks"] == 8 and cell["wrong_results"] == 0
                 assert cell["submit_per_s"] > 0 and cell["p99_ms"] >= cell["p50_ms"] > 0
-    assert "| taskservice HTTP | 2 processes |" in (tmp_path / "remote.md").read_text()
+    assert "| taskservice HTTP | 2 |" in (tmp_path / "remote.md").read_text()
