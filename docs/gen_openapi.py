@@ -52,6 +52,7 @@ from taskservice.server.errors import (
     TaskNotFound,
     Unauthorized,
     UnknownView,
+    UnsupportedMediaType,
     handle_error,
 )
 from taskservice.server.events import DEFAULT_PING, MAX_PING, MIN_PING
@@ -60,7 +61,7 @@ from taskservice.server.results import read, wait_result
 from taskservice.server.views import DEFAULT_LIMIT, MAX_LIMIT, VIEW_KEYS
 from taskservice.service import TaskService
 from taskservice.storage import StoreError
-from taskservice.storage.base import StoreFull, StoreIOError
+from taskservice.storage.base import StoreClosed, StoreFull, StoreIOError
 from taskservice.storage.views import Views
 from taskservice.values import PropsError
 from taskservice.wire import (
@@ -123,10 +124,12 @@ ERROR_SAMPLES: tuple[tuple[Exception, str | None], ...] = (
     (HTTPException(405), "The endpoint does not take that method."),
     (TaskFailed("x", _sample_task()), None),
     (BodyTooLarge("x"), None),
+    (UnsupportedMediaType("x"), None),
     (ServiceStopped("x"), None),
     (StoreError("x"), None),
     (StoreFull("x"), None),
     (StoreIOError("x"), None),
+    (StoreClosed("x"), None),
     (TimeoutError("x"), "The service did not acknowledge in time."),
     (RuntimeError("x"), "A bug: logged by the server, no details sent."),
 )
@@ -205,6 +208,8 @@ class Endpoint:
 
 COMMON_ERRORS = ("Unauthorized", "BodyTooLarge", "InternalError")
 """Every endpoint: the gate refuses the token or the body size; a bug is a 500."""
+CHANGE_ERRORS = {("POST", "UnsupportedMediaType")}
+"""Every change: the gate takes it only as JSON."""
 BODY_ERRORS = ("BadRequest", "ValidationError")
 SUBMIT_ERRORS = (
     "PropsError",
@@ -216,7 +221,7 @@ SUBMIT_ERRORS = (
     "StoreIOError",
     "TimeoutError",
 )
-READ_ERRORS = ("TaskNotFound", "StoreError")
+READ_ERRORS = ("TaskNotFound", "StoreError", "StoreClosed")
 
 
 def _first_line(obj: Any) -> str:
@@ -301,7 +306,8 @@ EVENTS_NOTES = (
     "one `data:` line of JSON and, when it can be resumed from, an `id:` "
     f"`{EVENT_ID}`. `x-events` lists the names with their data's schemas "
     "(OpenAPI 3.1 cannot describe the items of a stream). A stream follows a "
-    "trigger `pattern` or a cause (`cause_type` and `cause`), not both. With the "
+    "trigger `pattern`, a cause (`cause_type` and `cause`) or a tree (`root_type` "
+    "and `root`), one of them. With the "
     "header `Last-Event-ID` (an EventSource sends it itself when it reconnects) "
     "it first replays what matched after that event from the server's replay "
     f"window (the latest {EVENTS_WINDOW:,} messages of the service by default), "
@@ -417,7 +423,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                 TasksPage,
             )
         },
-        ("UnknownView", "TypeError", "ValueError", "StoreError"),
+        ("UnknownView", "TypeError", "ValueError", "StoreError", "StoreClosed"),
         params=_view_params(),
         notes="A parameter the view does not take, or a missing key, is `422 ValueError`. "
         "The views read committed state, as in-process.",
@@ -494,6 +500,15 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
             ),
             Param("cause", "query", _text("string"), "With `cause_type`: the cause."),
             Param(
+                "root_type",
+                "query",
+                _text("string"),
+                "With `root`: every state message of every task that root cause "
+                "started, subtasks at any depth included (the tasks `tasks_by_root` "
+                "lists), instead of a pattern. No snapshot.",
+            ),
+            Param("root", "query", _text("string"), "With `root_type`: the root cause."),
+            Param(
                 "snapshot",
                 "query",
                 {"type": "boolean", "default": False},
@@ -529,7 +544,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
 
 def routes() -> Iterator[tuple[str, str, str]]:
     """(method, path, handler name) of every route of the app, HEAD left out."""
-    gate = create_app(None, token="t")  # type: ignore[arg-type]  # routes need no service
+    # routes need no service; the dashboard's HTML pages (/ui/) are no part of the API
+    gate = create_app(None, token="t", dashboard=False)  # type: ignore[arg-type]
     app = getattr(gate, "app", None)
     assert isinstance(app, Starlette), f"create_app wraps no Starlette app: {app!r}"
     for route in app.routes:
@@ -605,7 +621,7 @@ def operation(
         raise KeyError(f"{method} {path}: no error type {sorted(unknown)} in ERROR_SAMPLES")
     by_status: dict[int, list[str]] = {}
     for kind, info in kinds.items():  # in the order of ERROR_SAMPLES
-        if kind in endpoint.errors or kind in COMMON_ERRORS:
+        if kind in endpoint.errors or kind in COMMON_ERRORS or (method, kind) in CHANGE_ERRORS:
             by_status.setdefault(info.status, []).append(kind)
     for status, types in sorted(by_status.items()):
         if str(status) in answers:

@@ -246,6 +246,8 @@ class TaskService(Submitting, Observing):
         token: str | None = None,
         max_body: int | None = None,
         events_window: int | None = None,
+        dashboard: bool = True,
+        read_only: bool = False,
     ) -> Any:
         """The HTTP API of this service as an ASGI app (needs `taskservice[server]`).
 
@@ -255,7 +257,9 @@ class TaskService(Submitting, Observing):
         the largest request body in bytes (default 1 MiB; 413 beyond).
         `events_window`: how many of the latest state messages the events
         stream holds for clients that reconnect (default 10,000). See
-        docs/server.md.
+        docs/server.md. `dashboard`: also serve the live web dashboard at
+        `/ui/` (a browser logs in with the token); `read_only`: its actions
+        (cancel, run again) are hidden and refused. See docs/dashboard.md.
         """
         from .server import DEFAULT_MAX_BODY, create_app
         from .wire import EVENTS_WINDOW
@@ -265,6 +269,8 @@ class TaskService(Submitting, Observing):
             token=token,
             max_body=DEFAULT_MAX_BODY if max_body is None else max_body,
             events_window=EVENTS_WINDOW if events_window is None else events_window,
+            dashboard=dashboard,
+            read_only=read_only,
         )
 
     # -- operations -----------------------------------------------------------

@@ -16,17 +16,27 @@ TOKEN_VARIABLE = "TASKSERVICE_TOKEN"
 
 
 class HttpPlan:
-    """The checked `--http`/`--uds`/`--token-file` options: a bound socket and a token."""
+    """The checked `--http`/`--uds`/`--token-file` options: a bound socket and a token,
+    and whether the dashboard is served (read-only or not)."""
 
-    def __init__(self, sock: socket.socket, token: str | None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        token: str | None,
+        dashboard: bool = True,
+        read_only: bool = False,
+    ) -> None:
         self.sock = sock
         self.token = token
+        self.dashboard = dashboard
+        self.read_only = read_only
 
     def serve(self, service: Any) -> Any:
         """Serve `service`'s API on the socket (uvicorn on a thread); returns the `Serving`."""
         from ..server.serving import Serving
 
-        return Serving(service.asgi_app(token=self.token), self.sock)
+        app = service.asgi_app(token=self.token, dashboard=self.dashboard, read_only=self.read_only)
+        return Serving(app, self.sock)
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -49,6 +59,8 @@ def plan_http(args: argparse.Namespace) -> HttpPlan | None:
     if args.http is None and args.uds is None:
         if args.token_file is not None:
             raise CliError("--token-file needs --http or --uds")
+        if args.read_only or not args.dashboard:
+            raise CliError("--read-only and --no-dashboard need --http or --uds")
         return None
     if args.http is not None and args.uds is not None:
         raise CliError("give --http or --uds, not both")
@@ -58,8 +70,10 @@ def plan_http(args: argparse.Namespace) -> HttpPlan | None:
         raise CliError(f"the HTTP API needs taskservice[server] ({error})") from None
     token = _token(args)
     try:
+        if args.read_only and not args.dashboard:
+            raise CliError("--read-only is about the dashboard: not with --no-dashboard")
         if args.uds is not None:
-            return HttpPlan(bind(uds=args.uds), token)
+            return HttpPlan(bind(uds=args.uds), token, args.dashboard, args.read_only)
         host, sep, port = args.http.rpartition(":")
         host = host.strip("[]")
         if not sep or not host or not port.isdigit():
@@ -69,6 +83,6 @@ def plan_http(args: argparse.Namespace) -> HttpPlan | None:
                 f"--http {args.http} is not a loopback address: give a token "
                 f"(--token-file or {TOKEN_VARIABLE}) to serve it there"
             )
-        return HttpPlan(bind(host, int(port)), token)
+        return HttpPlan(bind(host, int(port)), token, args.dashboard, args.read_only)
     except OSError as error:
         raise CliError(f"cannot listen there: {error}") from None

@@ -157,6 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the bearer token the HTTP API requires, read from PATH (default: the "
         "TASKSERVICE_TOKEN environment variable, if set)",
     )
+    serve_command.add_argument(
+        "--no-dashboard",
+        dest="dashboard",
+        action="store_false",
+        help="serve the HTTP API without the web dashboard (default: the dashboard is at "
+        "/ui/ of --http/--uds; docs/dashboard.md)",
+    )
+    serve_command.add_argument(
+        "--read-only",
+        action="store_true",
+        help="the dashboard shows tasks but cannot cancel or run them again",
+    )
     serve_command.set_defaults(func=serve.serve)
 
     ls = command(

@@ -70,6 +70,9 @@ def serve(args: argparse.Namespace) -> int:
             if http is not None:
                 serving = http.serve(service)
                 print(f"taskservice: HTTP API on {serving.address}", flush=True)
+                if http.dashboard and serving.address.startswith("http"):
+                    mode = " (read-only)" if http.read_only else ""
+                    print(f"taskservice: dashboard on {serving.address}/ui/{mode}", flush=True)
             where = (
                 f", metrics on http://{args.metrics_host}:{service.metrics_server.port}/metrics"
                 if service.metrics_server is not None

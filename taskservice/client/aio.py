@@ -16,7 +16,7 @@ from ..model import Client, Health, Task
 from ..wire import RunResponse
 from . import calls
 from .address import parse, read_timeout, timeouts
-from .calls import Call, Named
+from .calls import JSON_CHANGE, Call, Named
 from .errors import ServiceUnreachable, error_from
 from .streams import (
     EVENTS_PATH,
@@ -183,7 +183,7 @@ class AsyncTaskClient:
                     call.path,
                     content=call.body,
                     params=call.params,
-                    headers={"Content-Type": "application/json"} if call.body else None,
+                    headers=None if call.method == "GET" else JSON_CHANGE,
                     timeout=read_timeout(self._timeout, call.wait),
                 )
             except httpx.TransportError as error:

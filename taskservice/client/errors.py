@@ -7,7 +7,7 @@ import msgspec
 
 from ..errors import ServiceStopped, TaskFailed, UnknownDefinition
 from ..model import PropsError
-from ..storage.base import SchemaMismatch, StoreError, StoreFull, StoreIOError
+from ..storage.base import SchemaMismatch, StoreClosed, StoreError, StoreFull, StoreIOError
 from ..wire import ErrorBody
 
 __all__ = ["ApiError", "ServiceUnreachable", "Unauthorized", "error_from"]
@@ -37,6 +37,7 @@ _BY_TYPE: dict[str, type[Exception]] = {
     "PropsError": PropsError,
     "ServiceStopped": ServiceStopped,
     "StoreError": StoreError,
+    "StoreClosed": StoreClosed,
     "StoreFull": StoreFull,
     "StoreIOError": StoreIOError,
     "SchemaMismatch": SchemaMismatch,

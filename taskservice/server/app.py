@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from ..runs import TaskRun
@@ -41,7 +41,7 @@ from .event_log import EventLog
 from .events import events_response
 from .openapi import openapi_json
 from .results import read, wait_result
-from .security import DEFAULT_MAX_BODY, Gate, read_body
+from .security import DEFAULT_MAX_BODY, Gate, check_token, read_body
 from .served import Served
 from .views import read_view
 
@@ -68,6 +68,8 @@ def create_app(
     token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     events_window: int = EVENTS_WINDOW,
+    dashboard: bool = True,
+    read_only: bool = False,
 ) -> ASGIApp:
     """The API of `service` as an ASGI app (see docs/server.md for the endpoints).
 
@@ -75,8 +77,11 @@ def create_app(
     otherwise); None takes requests without one (serve it on loopback only).
     `max_body`: the largest request body in bytes (413 beyond).
     `events_window`: how many of the latest bus messages `GET /v1/events`
-    holds for clients that reconnect with `Last-Event-ID`.
+    holds for clients that reconnect with `Last-Event-ID`. `dashboard`: also
+    serve the web dashboard under `/ui/` (docs/dashboard.md), which logs a
+    browser in with the token; `read_only` hides and refuses its actions.
     """
+    check_token(token)  # before anything is built on the service
     log = EventLog(service, events_window)
 
     async def run_one(request: Request) -> Response:
@@ -166,7 +171,7 @@ def create_app(
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     v1 = API_PREFIX
-    routes = [
+    routes: list[BaseRoute] = [
         Route(f"{v1}/runs", run_one, methods=["POST"]),
         Route(f"{v1}/runs/many", run_many, methods=["POST"]),
         Route(f"{v1}/triggers/{{name}}", trigger, methods=["POST"]),
@@ -182,10 +187,14 @@ def create_app(
         Route(f"{v1}/openapi.json", openapi_json, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+    if dashboard:
+        from ..dashboard import PREFIX, dashboard_routes
+
+        routes += dashboard_routes(service, read_only=read_only, token_set=token is not None)
     handled: list[type[Exception]] = [*HANDLED, HTTPException]
     app = Starlette(
         routes=routes,
         exception_handlers={kind: handle_error for kind in handled}
         | {Exception: handle_error},  # the rest: logged, 500, and raised to the server
     )
-    return Gate(app, token, max_body)
+    return Gate(app, token, max_body, browser=PREFIX if dashboard else None)

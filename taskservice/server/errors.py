@@ -24,6 +24,7 @@ __all__ = [
     "ApiError",
     "BodyTooLarge",
     "TaskNotFound",
+    "UnsupportedMediaType",
     "error_response",
     "handle_error",
 ]
@@ -53,6 +54,14 @@ class BodyTooLarge(ApiError):
     """The request body is larger than the server takes."""
 
     status = 413
+
+
+class UnsupportedMediaType(ApiError):
+    """A change (`POST`) not sent as `Content-Type: application/json`. A web page of
+    another site can post a form (`text/plain`, form encodings) but not JSON
+    without the API's consent (CORS is off), so no other site can drive it."""
+
+    status = 415
 
 
 class Unauthorized(ApiError):

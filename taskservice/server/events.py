@@ -1,9 +1,11 @@
 """`GET /v1/events`: the trigger bus as Server-Sent Events, resumable by sequence number.
 
 A stream follows a trigger pattern (`?pattern=`, exact or glob, as
-`service.subscribe`: state changes and emitted events) or a cause
+`service.subscribe`: state changes and emitted events), a cause
 (`?cause_type=&cause=`, as `service.subscribe_cause`; with `&snapshot=true`
-it first sends the cause's stored tasks, as `service.watch`). Events:
+it first sends the cause's stored tasks, as `service.watch`) or a whole tree
+(`?root_type=&root=`: the state changes of every task a root cause started,
+at any depth, as `tasks_by_root` lists them). Events:
 
 - `state` (a `TaskStateChanged`) and `emitted` (a `TaskEmitted`), each with
   the id `<epoch>:<seq>`;
@@ -75,6 +77,7 @@ class StreamFilter:
 
     pattern: Pattern | None = None
     cause: tuple[str, str] | None = None
+    root: tuple[str, str] | None = None
     snapshot: bool = False
     ping: float = DEFAULT_PING
 
@@ -86,8 +89,10 @@ class StreamFilter:
             return None
         task = message.task
         names = trigger_names(task)
-        if self.cause is not None:
-            if (task.cause_type, task.cause) != self.cause:
+        if self.cause is not None or self.root is not None:
+            if self.cause is not None and (task.cause_type, task.cause) != self.cause:
+                return None
+            if self.root is not None and (task.root_type, task.root) != self.root:
                 return None
             name: str | None = names[2]
         else:
@@ -109,7 +114,7 @@ def _flag(text: str, name: str) -> bool:
 
 def parse_filter(query: Mapping[str, str]) -> StreamFilter:
     """The stream's filter from its query; ValueError for a bad one."""
-    known = {"pattern", "cause_type", "cause", "snapshot", "ping"}
+    known = {"pattern", "cause_type", "cause", "root_type", "root", "snapshot", "ping"}
     unknown = sorted(set(query) - known)
     if unknown:
         raise ValueError(f"unknown query parameters {unknown}; known: {sorted(known)}")
@@ -122,6 +127,15 @@ def parse_filter(query: Mapping[str, str]) -> StreamFilter:
         if not MIN_PING <= ping <= MAX_PING:
             raise ValueError(f"ping must be between {MIN_PING} and {MAX_PING} seconds")
     snapshot = _flag(query.get("snapshot", ""), "snapshot")
+    if "root_type" in query or "root" in query:
+        if {"pattern", "cause_type", "cause"} & set(query):
+            raise ValueError("a stream follows a pattern, a cause or a root, not two")
+        root_type, root = query.get("root_type"), query.get("root")
+        if not root_type or not root:
+            raise ValueError("a root stream needs both root_type and root")
+        if snapshot:
+            raise ValueError("snapshot=true needs a cause (cause_type and cause)")
+        return StreamFilter(root=(root_type, root), ping=ping)
     if "cause_type" in query or "cause" in query:
         if "pattern" in query:
             raise ValueError("a stream follows a pattern or a cause, not both")

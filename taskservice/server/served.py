@@ -7,7 +7,7 @@ the server lazily, in `asgi_app`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import pykka
@@ -26,6 +26,11 @@ class Served(Protocol):
     name: str
     view: Views
     store: TaskStore
+
+    @property
+    def definitions(self) -> Mapping[str, Any]:
+        """The definitions the service runs, by name."""
+        ...
 
     async def run_async(
         self,

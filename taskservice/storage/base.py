@@ -12,6 +12,7 @@ from typing import Literal
 
 import msgspec
 
+from ..errors import ServiceStopped
 from ..model import SCHEMA_VERSION, Task
 from .indexes import MAX_KEY_SIZE, index_keys, oversized_key
 from .keys import decode_key, encode_key, prefix_end
@@ -67,6 +68,10 @@ _BODY_AT = _PREFIX.size
 
 class StoreError(RuntimeError):
     """A write could not be committed (disk full, I/O error, closed store...)."""
+
+
+class StoreClosed(StoreError, ServiceStopped):
+    """The store is closed, its service stopped: a `ServiceStopped` and a `StoreError` both."""
 
 
 class StoreFull(StoreError):
@@ -205,8 +210,11 @@ class TaskStore(abc.ABC):
         return self.scan("by_cause_hash", prefix, prefix_end(prefix), 1000)
 
     @abc.abstractmethod
-    def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
-        """Tasks whose key in `index` lies in `[low, high)`, in key order."""
+    def scan(
+        self, index: str, low: bytes, high: bytes | None, limit: int, reverse: bool = False
+    ) -> list[Task]:
+        """Tasks whose key in `index` lies in `[low, high)`, in key order (`reverse`:
+        from the highest key down)."""
 
     @abc.abstractmethod
     def scan_keys(self, index: str, low: bytes, high: bytes | None) -> Iterator[bytes]:

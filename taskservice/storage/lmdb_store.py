@@ -21,6 +21,7 @@ from ..model import Task
 from .base import (
     CommitCallback,
     CorruptRecord,
+    StoreClosed,
     StoreError,
     decode_record,
     prepare_batches,
@@ -115,6 +116,9 @@ class LmdbStore(GroupCommit):
         self._known = KnownHashes(self._cause_hashes)
         """Hashes stored per recently used cause: new tasks skip the reuse lookup."""
         self._closed = False
+        self._env_closed = False
+        """Set as the environment closes (after the writer committed the last writes,
+        which read it): a read from then on is `StoreClosed`."""
         self._start_writing(readonly)
 
     # -- reads ----------------------------------------------------------------
@@ -136,12 +140,17 @@ class LmdbStore(GroupCommit):
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Any]:
-        """A read transaction; an LMDB error inside it (a damaged page) is a `StoreError`."""
+        """A read transaction; an LMDB error inside it (a damaged page) is a `StoreError`,
+        and a read of the closed store `StoreClosed`."""
         with self._gated():
+            if self._env_closed:
+                raise StoreClosed(f"task store {self.path!r} is closed")
             try:
                 with self.env.begin(buffers=True) as txn:
                     yield txn
             except lmdb.Error as error:
+                if self._env_closed:  # closed while the read ran
+                    raise StoreClosed(f"task store {self.path!r} is closed") from error
                 log.error("reading task store %r failed: %s", self.path, error)
                 raise StoreError(
                     f"reading task store {self.path!r} failed: {type(error).__name__}: {error}"
@@ -169,17 +178,15 @@ class LmdbStore(GroupCommit):
             value = txn.get(key, db=self._tasks)
             return None if value is None else self._decode(key, value)
 
-    def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
+    def scan(
+        self, index: str, low: bytes, high: bytes | None, limit: int, reverse: bool = False
+    ) -> list[Task]:
         found: list[Task] = []
         with self._read() as txn:
             cursor = txn.cursor(db=self._indexes[index])
-            if not cursor.set_range(low):
-                return found
-            for raw in cursor.iternext(keys=True, values=False):
-                key = bytes(raw)
-                if high is not None and key >= high:
-                    break
-                if key < low:
+            keys = _backward(cursor, low, high) if reverse else _forward(cursor, low, high)
+            for key in keys:
+                if key < low or (high is not None and key >= high):
                     # Out of order: only a damaged page gives that. Skip, never hand out.
                     self.report_corrupt(key.hex(), f"index {index} is out of order")
                     continue
@@ -387,7 +394,7 @@ class LmdbStore(GroupCommit):
     def _check_writable(self) -> None:
         """Raise `StoreError` if the store is closed or read-only (the submit lock is held)."""
         if self._closed:
-            raise StoreError("the task store is closed")
+            raise StoreClosed("the task store is closed")
         self._refuse_if_read_only()
 
     def _refuse_if_read_only(self) -> None:
@@ -404,6 +411,32 @@ class LmdbStore(GroupCommit):
             self._queue.put(None)
             self._writer.join()
         self._applier.close()
+        self._env_closed = True
         self.env.close()
         if self._owner_lock is not None:
             self._owner_lock.close()  # releases the flock
+
+
+def _forward(cursor: Any, low: bytes, high: bytes | None) -> Iterator[bytes]:
+    """The keys of `[low, high)` from `low` up (a key out of order is handed on: the
+    caller reports it)."""
+    if not cursor.set_range(low):
+        return
+    for raw in cursor.iternext(keys=True, values=False):
+        key = bytes(raw)
+        if high is not None and key >= high:
+            return
+        yield key
+
+
+def _backward(cursor: Any, low: bytes, high: bytes | None) -> Iterator[bytes]:
+    """The keys of `[low, high)` from the highest down."""
+    # No key at or above `high`: start at the last; else just before the first one.
+    placed = cursor.last() if high is None or not cursor.set_range(high) else cursor.prev()
+    if not placed:
+        return
+    for raw in cursor.iterprev(keys=True, values=False):
+        key = bytes(raw)
+        if key < low:
+            return
+        yield key

@@ -14,6 +14,7 @@ from .base import (
     Checked,
     CommitCallback,
     Prepared,
+    StoreClosed,
     StoreError,
     TaskStore,
     decode_record,
@@ -72,7 +73,7 @@ class MemoryStore(TaskStore):
             self.submit_batches(((tasks, callback),))
             return
         if self._closed:
-            raise StoreError("the task store is closed")
+            raise StoreClosed("the task store is closed")
         started = time.perf_counter()
         task = tasks[0]
         try:
@@ -99,7 +100,7 @@ class MemoryStore(TaskStore):
         self, batches: Sequence[tuple[Sequence[Task], CommitCallback | None]]
     ) -> None:
         if self._closed:
-            raise StoreError("the task store is closed")
+            raise StoreClosed("the task store is closed")
         started = time.perf_counter()
         latest, errors = prepare_batches(batches, keys=False)
         with self._lock:
@@ -226,11 +227,13 @@ class MemoryStore(TaskStore):
             self._apply_pending()
         return list(self._indexes[index].irange(low, high))
 
-    def scan(self, index: str, low: bytes, high: bytes | None, limit: int) -> list[Task]:
+    def scan(
+        self, index: str, low: bytes, high: bytes | None, limit: int, reverse: bool = False
+    ) -> list[Task]:
         with self._lock:
             if self._pending:
                 self._apply_pending()
-            keys = list(itertools.islice(self._indexes[index].irange(low, high), limit))
+            keys = list(itertools.islice(self._indexes[index].irange(low, high, reverse), limit))
             records = [self._tasks[id_of_key(key)] for key in keys]
         return [decode_record(record) for record in records]
 

@@ -129,8 +129,27 @@ class SortedKeys:
         self._maxes = [chunk[-1] for chunk in self._chunks]
         self._size = len(ordered)
 
-    def irange(self, low: bytes, high: bytes | None) -> Iterator[bytes]:
-        """Keys in `[low, high)`, in order (do not change the set while iterating)."""
+    def irange(self, low: bytes, high: bytes | None, reverse: bool = False) -> Iterator[bytes]:
+        """Keys in `[low, high)`, in order (`reverse`: from the highest down); do not
+        change the set while iterating."""
+        if reverse:
+            return self._irange_reverse(low, high)
+        return self._irange(low, high)
+
+    def _irange_reverse(self, low: bytes, high: bytes | None) -> Iterator[bytes]:
+        last = len(self._chunks) - 1
+        # Chunks after the first whose max reaches `high` hold only keys >= high.
+        at = last if high is None else min(bisect.bisect_left(self._maxes, high), last)
+        for index in range(at, -1, -1):
+            chunk = self._chunks[index]
+            end = len(chunk) if high is None else bisect.bisect_left(chunk, high)
+            for pos in range(end - 1, -1, -1):
+                key = chunk[pos]
+                if key < low:
+                    return
+                yield key
+
+    def _irange(self, low: bytes, high: bytes | None) -> Iterator[bytes]:
         at = bisect.bisect_left(self._maxes, low)
         first = True
         for chunk in self._chunks[at:]:

@@ -41,6 +41,7 @@ class Views:
         limit: int,
         low: bytes | None = None,
         high: bytes | None = None,
+        reverse: bool = False,
     ) -> list[Task]:
         for part in prefix:
             if not isinstance(part, str):
@@ -53,8 +54,11 @@ class Views:
         high = prefix_end(base) if high is None else high
         if gt is not None:
             after = self._cursor_key(index, prefix, gt)
-            low = max(low, after + b"\x00")
-        return self._store.scan(index, low, high, limit)
+            if reverse:  # the next page holds the keys below the cursor's
+                high = after if high is None else min(high, after)
+            else:
+                low = max(low, after + b"\x00")
+        return self._store.scan(index, low, high, limit, reverse)
 
     def _cursor_key(self, index: str, prefix: tuple[Any, ...], gt: Task | str) -> bytes:
         if isinstance(gt, Task):
@@ -139,9 +143,17 @@ class Views:
         high = encode_key((*prefix, until)) if until is not None else None
         return self._page("by_cause_start", prefix, gt, limit, low, high)
 
-    def tasks_by_state(self, state: str, *, gt: Cursor = None, limit: int = 100) -> list[Task]:
-        """Tasks in one state, oldest first."""
-        return self._page("by_state", (_known(state),), gt, limit)
+    def tasks_by_state(
+        self, state: str, *, gt: Cursor = None, limit: int = 100, reverse: bool = False
+    ) -> list[Task]:
+        """Tasks in one state, oldest first.
+
+        By creation time; `reverse` gives the newest first. Either way `gt` is
+        the last task of the previous page.
+        """
+        if not isinstance(reverse, bool):
+            raise TypeError(f"reverse must be a bool, not {type(reverse).__name__}")
+        return self._page("by_state", (_known(state),), gt, limit, reverse=reverse)
 
     def tasks_by_root(
         self, root_type: str, root: str, *, gt: Cursor = None, limit: int = 100

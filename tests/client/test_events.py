@@ -50,6 +50,7 @@ def test_subscribe_by_exact_and_glob_pattern(serve: ServeFactory, durability: st
         glob = tasks.subscribe("upload_u1OwnedTask*")
         with done, glob:
             first = tasks.run(echo, {"a": 1}, "upload", "u1")
+            first.result(timeout=10)  # the two tasks end in this order
             tasks.run(echo, {"a": 2}, "other", "o1").result(timeout=10)
             message = next(done)
             assert isinstance(message, TaskStateChanged)

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -73,6 +74,19 @@ def alive(pid: int) -> bool:
             return file.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def left_running(pids: set[int], timeout: float = 15.0) -> list[int]:
+    """The processes of `pids` still running after up to `timeout` seconds.
+
+    A server's helper processes (multiprocessing's resource tracker, for
+    one) end when they see the server gone, a moment after it exited: this
+    waits for that, polling /proc, and gives up at the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
 
 
 @contextlib.contextmanager
@@ -136,7 +150,7 @@ def web(
         yield base, workers
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, log.seen
-    assert [pid for pid in workers if alive(pid)] == []
+    assert left_running(workers) == []
 
 
 def square(base: str, index: int) -> dict[str, Any]:

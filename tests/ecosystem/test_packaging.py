@@ -1,5 +1,5 @@
-"""The built wheel: what a user installs carries the license its metadata names, and
-the OpenAPI document the server serves."""
+"""The built wheel: what a user installs carries the license its metadata names, the
+OpenAPI document the server serves, and the dashboard's templates and static files."""
 
 from __future__ import annotations
 
@@ -61,3 +61,22 @@ def test_the_wheel_serves_the_openapi_document(wheel: Path, tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout == expected
+
+
+def test_the_wheel_ships_the_dashboard_assets(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        [metadata] = [name for name in names if name.endswith(".dist-info/METADATA")]
+        headers = archive.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+    # every file of the templates and the static files, inside the package
+    dashboard = ROOT / "taskservice" / "dashboard"
+    assets = sorted(
+        path.relative_to(ROOT).as_posix()
+        for folder in ("templates", "static")
+        for path in (dashboard / folder).iterdir()
+    )
+    assert any(name.endswith("dashboard.js") for name in assets)
+    assert any(name.endswith("base.html") for name in assets)
+    assert [name for name in assets if name not in names] == []
+    requires = [line for line in headers if line.startswith("Requires-Dist: jinja2")]
+    assert requires and all("extra ==" in line for line in requires)

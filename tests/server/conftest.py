@@ -14,6 +14,9 @@ from taskservice.server.serving import Serving, bind
 from tests.server.defs import DEFINITIONS, RELEASE
 from tests.services import Services
 
+JSON = {"Content-Type": "application/json"}
+"""The raw test client's default header: the API takes changes only as JSON."""
+
 
 @dataclass
 class Served:
@@ -44,7 +47,7 @@ def serve(services: Services) -> Iterator[ServeFactory]:
         options = {} if clock is None else {"clock": clock}
         service = services(DEFINITIONS, durability=durability, **options)
         serving = Serving(service.asgi_app(token=token, **app), bind("127.0.0.1", 0))
-        http = httpx.Client(base_url=serving.address, timeout=30)
+        http = httpx.Client(base_url=serving.address, timeout=30, headers=JSON)
         served = Served(service, serving, http)
         started.append(served)
         return served

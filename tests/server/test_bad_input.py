@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -110,3 +112,24 @@ def test_a_body_that_is_not_json_is_400(serve: ServeFactory) -> None:
     response = served.http.post("/v1/runs", content=b"not json")
     assert response.status_code == 400 and response.json()["type"] == "BadRequest"
     assert isinstance(served.http, httpx.Client)
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_a_change_not_sent_as_json_is_415_and_changes_nothing(
+    serve: ServeFactory, content_type: str | None
+) -> None:
+    """What a page of another site can make a browser send: a form, or a bare POST."""
+    served = serve()
+    held = served.service.run("held", {}, "h", "h1")
+    body = json.dumps(RUN).encode()
+    for path, content in (("/v1/runs", body), (f"/v1/tasks/{held.task}/cancel", b"")):
+        headers = {"Content-Type": content_type} if content_type else {}
+        with httpx.Client(base_url=served.url, timeout=30) as bare:
+            answer = bare.post(path, content=content, headers=headers)
+        assert answer.status_code == 415, answer.text
+        assert answer.json()["type"] == "UnsupportedMediaType"
+    assert stored(served) == 1  # only the held task: no run, no cancel
+    task = served.service.view.task(held.task)
+    assert task is not None and not task.is_terminal

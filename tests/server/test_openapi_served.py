@@ -67,11 +67,16 @@ def api(services: Services, contract: Contract) -> Iterator[Api]:
     hooks = {"response": [contract.hook]}
     http = httpx.Client(
         base_url=serving.address,
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         timeout=20,
         event_hooks=hooks,
     )
-    anonymous = httpx.Client(base_url=serving.address, timeout=20, event_hooks=hooks)
+    anonymous = httpx.Client(
+        base_url=serving.address,
+        headers={"Content-Type": "application/json"},
+        timeout=20,
+        event_hooks=hooks,
+    )
     yield Api(service, contract, http, anonymous)
     RELEASE.set()
     http.close()

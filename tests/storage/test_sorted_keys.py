@@ -38,6 +38,7 @@ def test_matches_a_sorted_set(
     assert len(index) == len(ordered)
     expected = [key for key in ordered if key >= low and (high is None or key < high)]
     assert list(index.irange(low, high)) == expected
+    assert list(index.irange(low, high, reverse=True)) == expected[::-1]
 
 
 bulk_operations = st.lists(st.tuples(st.booleans(), st.lists(keys, max_size=30)), max_size=40)
@@ -67,3 +68,4 @@ def test_bulk_updates_match_a_sorted_set(
     assert index._maxes == [chunk[-1] for chunk in index._chunks]
     expected = [key for key in ordered if key >= low and (high is None or key < high)]
     assert list(index.irange(low, high)) == expected
+    assert list(index.irange(low, high, reverse=True)) == expected[::-1]

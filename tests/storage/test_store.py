@@ -243,6 +243,17 @@ def view_cases(views: Views, tasks: list[Task]) -> list[tuple[str, ViewCall, lis
                 ids([t for t in tasks if t.state == state], key=lambda t: (t.created_at, t.id)),
             )
         )
+        cases.append(
+            (
+                f"by_state {state} reversed",
+                lambda gt, limit, state=state: views.tasks_by_state(
+                    state, gt=gt, limit=limit, reverse=True
+                ),
+                ids([t for t in tasks if t.state == state], key=lambda t: (t.created_at, t.id))[
+                    ::-1
+                ],
+            )
+        )
     for name in [*NAMES, "absent"]:
         running = [
             t for t in tasks if t.name == name and not t.is_subtask and t.state in ACTIVE_STATES
@@ -315,6 +326,7 @@ def test_views_page_through_whole_result(store: TaskStore) -> None:
         (lambda v: v.tasks_by_state("done", limit="10"), TypeError, "limit must be an int"),
         (lambda v: v.tasks_by_state("done", limit=True), TypeError, "limit must be an int"),
         (lambda v: v.tasks_by_state("done", gt=5), TypeError, "gt must be a Task"),
+        (lambda v: v.tasks_by_state("done", reverse=1), TypeError, "reverse must be a bool"),
     ],
 )
 def test_views_refuse_arguments_that_would_find_nothing(
