@@ -318,3 +318,15 @@ def test_a_subtask_cause_is_its_parent_task_page(dashboard: DashboardFactory) ->
     http = dashboard().http
     answer = http.get("/ui/cause", params={"type": "task_Task", "cause": "0123abc"})
     assert answer.status_code == 303 and answer.headers["location"] == "/ui/tasks/0123abc"
+
+
+def test_a_task_page_shows_a_delayed_runs_start_time(dashboard: DashboardFactory) -> None:
+    served = dashboard()
+    start_ms = 1_999_999_999_000  # 2033-05-18 03:33:19 UTC
+    later = served.service.run(echo, {"x": "later"}, "remind", "r1", at=start_ms)
+    html = page(served.http, f"/ui/tasks/{later.task}")
+    assert 'data-field="starts"' in html and "2033-05-18 03:33:19" in html
+    assert 'data-state="scheduled"' in html
+    now = served.service.run(echo, {"x": "now"}, "remind", "r2")
+    assert now.result(timeout=10)
+    assert 'data-field="starts"' not in page(served.http, f"/ui/tasks/{now.task}")
