@@ -20,6 +20,7 @@ from .errors import (
     TaskNoRetry,
     UnknownDefinition,
 )
+from .limits import Rate, check_concurrency, parse_rate
 from .model import Client, PropsError, int_at_least
 from .refs import EXECUTOR_NAMES, function_reference
 from .storage.indexes import check_name_size
@@ -87,6 +88,14 @@ class TaskDefinition(Generic[P, R]):
     when an attempt ends and every caller gets it as that type; without it,
     every caller gets the result as stored (a tuple comes back a list, a
     Struct a dict), whether it ran the task or reused it.
+
+    Flow control (docs/guide.md, "Flow control"): `concurrency` bounds the
+    attempts of this definition running at once (beside the service's
+    `max_concurrency`); `rate` bounds their starts per period: `"100/s"`,
+    `"10/m"`, `"1000/h"` or `(count, seconds)`, a token bucket on the
+    service's clock (a burst of up to `count`, then one start every
+    `period / count`). Queued tasks wait in priority order. Subtasks never
+    wait for either limit, but count toward both.
     """
 
     def __init__(
@@ -108,6 +117,8 @@ class TaskDefinition(Generic[P, R]):
         service: str | None = None,
         props_type: type[Any] | None = None,
         result_type: Any = None,
+        concurrency: int | None = None,
+        rate: str | tuple[int, float] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("a task definition needs a non-empty str name")
@@ -174,6 +185,11 @@ class TaskDefinition(Generic[P, R]):
                 raise TypeError(
                     f"task {name!r}: result_type must be a type msgspec can convert to ({error})"
                 ) from None
+        try:
+            concurrency = check_concurrency(concurrency)
+            parsed_rate = None if rate is None else parse_rate(rate)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"task {name!r}: {error}") from None
         self.name = name
         self.execute = execute
         self.expire = expire
@@ -191,6 +207,10 @@ class TaskDefinition(Generic[P, R]):
         self.props_type = props_type
         self.result_type = result_type
         self.is_async = inspect.iscoroutinefunction(execute)
+        self.concurrency = concurrency
+        self.rate: Rate | None = parsed_rate
+        self.limited = concurrency is not None or parsed_rate is not None
+        """Whether the supervisor applies flow control to this definition's attempts."""
 
     def validate_props(self, props: Any) -> dict[str, Any]:
         """The props as stored: a dict, checked against `props_type` when there is one.

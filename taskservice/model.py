@@ -144,6 +144,8 @@ class Task(msgspec.Struct, kw_only=True, gc=False):
     start_at: int | None = None
     """When a delayed run (`delay=`, `at=`) lets the task start, in ms since the
     epoch; None for a task that could start when it was created."""
+    priority: int = 0
+    """The run's `priority`: among queued tasks, higher starts first (FIFO among equals)."""
 
     @property
     def is_subtask(self) -> bool:
@@ -173,6 +175,8 @@ class RunTask(msgspec.Struct, kw_only=True):
     """Seconds to wait before the task may start (it waits in state `scheduled`)."""
     at: int | Annotated[datetime.datetime, msgspec.Meta(tz=True)] | None = None
     """When the task may start: ms since the epoch, or an aware datetime (not with `delay`)."""
+    priority: int = 0
+    """Among queued tasks, higher starts first; FIFO among equal priorities."""
 
 
 class RunReply(msgspec.Struct, kw_only=True):

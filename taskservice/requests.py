@@ -17,6 +17,7 @@ from .actors.reply import Reply
 from .clock import SYSTEM_CLOCK, Clock, split_start
 from .definition import TaskDefinition
 from .errors import UnknownDefinition
+from .limits import check_priority
 from .model import Client, int_at_least
 
 __all__ = ["check_cause", "prepare_run", "resolve", "run_item"]
@@ -38,13 +39,17 @@ def prepare_run(
     delay: float | None = None,
     at: Any = None,
     clock: Clock = SYSTEM_CLOCK,
+    priority: int = 0,
 ) -> Run:
     """A validated, hashed run request (raises on bad input; nothing is sent).
 
     `delay` (seconds) or `at` (ms since the epoch, an aware datetime) give the
-    start time, read on `clock` now.
+    start time, read on `clock` now. `priority` (an int): among queued tasks,
+    higher starts first.
     """
     resolved = resolve(definitions, definition)
+    if priority.__class__ is not int or priority:  # the default, 0, needs no check
+        priority = check_priority(priority)
     check_cause(cause_type, cause)
     if expire is not None and not int_at_least(expire, 0):
         raise TypeError(f"expire must be None or an int of ms >= 0, not {expire!r}")
@@ -69,6 +74,7 @@ def prepare_run(
         progress_factor=float(progress_factor),
         start_at=start_at,
         delay_ms=delay_ms,
+        priority=priority,
     )
 
 

@@ -387,10 +387,19 @@ class _TaskApi:
         service: str | None = None,
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
+        priority: int = 0,
     ) -> TaskRun[R]:
         """Run a task on the started service (or the one named `service`)."""
         return TaskService.get(service).run(
-            definition, props, cause_type, cause, expire, client, delay=delay, at=at
+            definition,
+            props,
+            cause_type,
+            cause,
+            expire,
+            client,
+            delay=delay,
+            at=at,
+            priority=priority,
         )
 
 

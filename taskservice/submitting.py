@@ -57,6 +57,7 @@ class Submitting:
         *,
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
+        priority: int = 0,
     ) -> TaskRun[R]:
         """Create or reuse a task in a cause and run it; returns once it is stored.
 
@@ -70,9 +71,23 @@ class Submitting:
         starts at that time (then waits for a slot like any task). A time that
         has come already starts it at once. A naive datetime, a negative delay
         or both arguments raise `ValueError`; nothing is stored then.
+
+        `priority` (an int, default 0): among tasks waiting to start (for a
+        `max_concurrency` slot or their definition's `concurrency` or `rate`),
+        higher starts first; equal priorities start in arrival order. It is
+        stored with a new task; a run that reuses a task leaves its priority
+        as it is. A priority that is not an int raises `TypeError`.
         """
         run = self._submit(
-            definition, props, cause_type, cause, expire=expire, client=client, delay=delay, at=at
+            definition,
+            props,
+            cause_type,
+            cause,
+            expire=expire,
+            client=client,
+            delay=delay,
+            at=at,
+            priority=priority,
         )
         return self._pending(run).wait()
 
@@ -111,14 +126,15 @@ class Submitting:
         *,
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
+        priority: int = 0,
     ) -> list[TaskRun[Any]]:
         """`run` for many `(definition, props, cause_type, cause)` at once.
 
         Every run is validated first (a bad one raises and nothing is started);
         then all are handed to the supervisor together and acknowledged
         together, so in `durable` mode they share fsyncs instead of paying one
-        each. Returns the runs in order. `delay` or `at` delays every run, as
-        in `run`.
+        each. Returns the runs in order. `delay` or `at` delays every run, and
+        `priority` applies to every run, as in `run`.
         """
         prepared = [
             self._prepare(
@@ -130,6 +146,7 @@ class Submitting:
                 client=client,
                 delay=delay,
                 at=at,
+                priority=priority,
             )
             for definition, props, cause_type, cause in map(run_item, runs)
         ]
@@ -149,13 +166,22 @@ class Submitting:
         *,
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
+        priority: int = 0,
     ) -> TaskRun[R]:
         """`run` for asyncio: waits for the acknowledgement without blocking the loop.
 
         `await (await service.run_async(...))` waits for the result too.
         """
         run = self._submit(
-            definition, props, cause_type, cause, expire=expire, client=client, delay=delay, at=at
+            definition,
+            props,
+            cause_type,
+            cause,
+            expire=expire,
+            client=client,
+            delay=delay,
+            at=at,
+            priority=priority,
         )
         return await self._pending(run).wait_async()
 
@@ -172,6 +198,7 @@ class Submitting:
         progress_factor: float = 1.0,
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
+        priority: int = 0,
     ) -> Run:
         """Validate and hash on the caller's thread; hand the run to the supervisor."""
         run = self._prepare(
@@ -185,6 +212,7 @@ class Submitting:
             progress_factor=progress_factor,
             delay=delay,
             at=at,
+            priority=priority,
         )
         self._hand_over(run)
         return run
@@ -202,6 +230,7 @@ class Submitting:
         progress_factor: float = 1.0,
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
+        priority: int = 0,
     ) -> Run:
         """A validated, hashed run request (raises on bad input; nothing is sent)."""
         if self._stopped:
@@ -222,6 +251,7 @@ class Submitting:
             delay=delay,
             at=at,
             clock=self.runtime.clock,
+            priority=priority,
         )
 
     def _hand_over(self, message: Run | RunMany | Cancel) -> None:

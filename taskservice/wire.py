@@ -66,6 +66,8 @@ class RunManyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds to wait before the tasks may start (they wait in state `scheduled`)."""
     at: int | Annotated[datetime.datetime, msgspec.Meta(tz=True)] | None = None
     """When the tasks may start: ms since the epoch, or an aware datetime (not with `delay`)."""
+    priority: int = 0
+    """Among queued tasks, higher starts first (every run of the request)."""
 
 
 class TriggerRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -6,20 +6,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from typing import Any
 
 import pykka
 
+from ..definition import TaskDefinition
 from ..errors import TaskFailed
 from ..model import SUCCEEDED_STATES, RetryRecord, State
 from ..storage.base import StoreError
 from ..values import describe_error
 from .base import SupervisorBase
+from .flow import Gate
 from .live import LiveTask
 from .mailbag import StartCommitted
-from .messages import AttemptTimeout, RetryDue, Started
+from .messages import AttemptTimeout, LimitDue, RetryDue, Started
 from .retry import AttemptTimedOut, after_failure
+from .scheduler import Timer
 from .task_actor import AttemptEnded, TaskActor
 
 __all__ = ["AttemptsMixin"]
@@ -31,32 +33,63 @@ class AttemptsMixin(SupervisorBase):
     """Slots, the queue and the life of each attempt."""
 
     def _can_start(self, live: LiveTask) -> bool:
-        """Whether an attempt of `live` may start now (subtasks need no slot)."""
-        return not self._stopping and (
-            live.task.is_subtask or self._slots_used < self._max_concurrency
-        )
+        """Whether an attempt of `live` may start now: subtasks need no slot and never
+        wait for their definition's limits (they count toward them); a top-level
+        task needs a slot, and a limited definition's task its gate's leave and no
+        task of its definition queued before it."""
+        if self._stopping:
+            return False
+        if live.task.is_subtask:
+            return True
+        if self._slots_used >= self._max_concurrency:
+            return False
+        definition = live.definition
+        if not definition.limited:
+            return True
+        if self._queue.queued.get(definition.name):
+            return False  # its definition's queued tasks go first (by priority)
+        return not self._gate(definition).wait(self._monotonic())
+
+    def _gate(self, definition: TaskDefinition[Any, Any]) -> Gate:
+        gate = self._gates.get(definition.name)
+        if gate is None:
+            gate = self._gates[definition.name] = Gate(definition)
+        return gate
 
     def _dispatch(self, live: LiveTask) -> None:
         if self._stopping or live.task.is_terminal:
             return
         if self._can_start(live):
             self._start_attempt(live)
-        else:
-            live.queued_at = time.monotonic()
-            if live.task.state == "running":
-                live.update(state="created")  # resumed, waiting for a slot
-            self._queue.append(live)
-            self._rt.metrics.queued(len(self._queue))
+            return
+        live.queued_at = self._monotonic()
+        if live.task.state == "running":
+            live.update(state="created")  # resumed, waiting for a slot
+        queue = self._queue
+        count = queue.push(live)
+        metrics = self._rt.metrics
+        metrics.queued(queue.count)
+        if live.definition.limited:
+            metrics.definition_queued(live.definition.name, count)
+            if self._slots_used < self._max_concurrency:
+                self._fill_slots()  # starts it if its priority lets it, else arms its rate's timer
 
     def _start_attempt(self, live: LiveTask, fallback: bool = False, **changes: Any) -> None:
         live.attempt += 1
         token = live.attempt
         name = live.definition.name
-        if not live.task.is_subtask and not fallback:
-            self._slots_used += 1
-            live.holds_slot = True
-        wait = time.monotonic() - live.queued_at if live.queued_at is not None else None
+        queued_at = live.queued_at
+        wait = None if queued_at is None else self._monotonic() - queued_at
         live.queued_at = None
+        if not fallback:
+            if not live.task.is_subtask:
+                self._slots_used += 1
+                live.holds_slot = True
+            definition = live.definition
+            if definition.limited:
+                self._gate(definition).take(self._monotonic())
+                live.holds_limit = True
+                self._rt.metrics.limit_wait(name, wait or 0.0)
         self._running.add(live)
         self._rt.metrics.running_changed(name, 1)
         # Durable: the attempt of a new task (its created snapshot goes with this
@@ -111,20 +144,51 @@ class AttemptsMixin(SupervisorBase):
         if live.timer is not None:
             live.timer.cancel()
             live.timer = None
+        released = live.holds_slot or live.holds_limit
         if live.holds_slot:
             live.holds_slot = False
             self._slots_used -= 1
+        if live.holds_limit:
+            live.holds_limit = False
+            self._gates[live.definition.name].running -= 1
+        if released:
             self._fill_slots()
         if self._drain is not None and not self._running:
             self._drain.reply.set_result(None)
             self._drain = None
 
     def _fill_slots(self) -> None:
-        while self._queue and self._slots_used < self._max_concurrency and not self._stopping:
-            live = self._queue.popleft()
-            self._rt.metrics.queued(len(self._queue))
+        """Start queued tasks while slots are free and their gates let them, best
+        priority first; arm a timer for the definitions waiting for their rate."""
+        queue = self._queue
+        metrics = self._rt.metrics
+        monotonic = self._monotonic
+        while queue.count and self._slots_used < self._max_concurrency and not self._stopping:
+            live, rated, now = queue.pop(self._gates, monotonic)
+            if live is None:
+                for name in rated:
+                    self._arm_limit(name, now)
+                return
+            metrics.queued(queue.count)
+            if live.definition.limited:
+                metrics.definition_queued(live.definition.name, queue.queued[live.definition.name])
             if not live.task.is_terminal:
                 self._start_attempt(live)
+
+    def _arm_limit(self, name: str, now: float) -> None:
+        """Wake the supervisor when definition `name`'s rate lets its next task start."""
+        gate = self._gates[name]
+        if gate.timer is not None:
+            return
+        ref = self.actor_ref
+        due = now + gate.wait(now)
+        gate.timer = self._rt.scheduler.arm(Timer(due, lambda: _tell(ref, LimitDue(name))))
+
+    def _on_limit_due(self, message: LimitDue) -> None:
+        gate = self._gates.get(message.name)
+        if gate is not None:
+            gate.timer = None
+        self._fill_slots()
 
     def _on_attempt_ended(self, ended: AttemptEnded) -> None:
         try:

@@ -10,13 +10,13 @@ them; the stubs here only name them).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ..definition import TaskDefinition
 from ..model import State, Task
 from ..storage.views import Views
+from .flow import FlowQueue, Gate
 from .live import LiveTask, Runtime
 from .mailbag import Mailbag
 from .messages import Drain
@@ -38,8 +38,12 @@ class SupervisorBase(FastActor):
     """Every task the supervisor works on, by id."""
     _by_hash: dict[tuple[str, str, str], LiveTask]
     """The same tasks by (cause type, cause, hash): the reuse lookup."""
-    _queue: deque[LiveTask]
-    """Top-level tasks waiting for a slot."""
+    _queue: FlowQueue
+    """Top-level tasks waiting for a slot or their definition's limits."""
+    _monotonic: Callable[[], float]
+    """The service clock's `monotonic` (`time.monotonic` itself for the real clock)."""
+    _gates: dict[str, Gate]
+    """The limits of definitions with a `concurrency` or a `rate`, by name (made on use)."""
     _slots_used: int
     _running: set[LiveTask]
     _stopping: bool

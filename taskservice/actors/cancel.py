@@ -59,9 +59,11 @@ class CancelMixin(SupervisorBase):
         for stored in self._subtasks_of(live.id):
             if stored.id not in self._live:
                 count += self._cancel_stored(stored)  # e.g. interrupted by a crash
-        if live in self._queue:
-            self._queue.remove(live)
-            self._rt.metrics.queued(len(self._queue))
+        if live.queued_at is not None:  # waiting in the queue
+            queued = self._queue.discard(live)
+            self._rt.metrics.queued(self._queue.count)
+            if live.definition.limited:
+                self._rt.metrics.definition_queued(live.definition.name, queued)
         live.attempt += 1  # a running attempt is abandoned: its outcome is ignored
         self._end_attempt(live)
         self._finish(live, "cancelled", error="cancelled")

@@ -56,6 +56,7 @@ class DelayedMixin(SupervisorBase):
             max_retries=definition.max_retries,
             created_at=now,
             start_at=start_at,
+            priority=run.priority,
         )
         waiting = self._arm(task, start_at)
         self._waiting_new[task.cause_type, task.cause, task.hash] = waiting

@@ -187,6 +187,7 @@ class LiveTask:
         "committed",
         "definition",
         "held",
+        "holds_limit",
         "holds_slot",
         "last_error",
         "lock",
@@ -227,6 +228,8 @@ class LiveTask:
         self.resumed = False
         """Resumed by recovery: its attempts start only once their snapshot is committed."""
         self.holds_slot = False
+        self.holds_limit = False
+        """Its running attempt counts toward its definition's `concurrency`."""
         self.pending_replies: list[Reply[Any]] | None = None
         """Runs that joined the task before its created snapshot was committed."""
         self.last_error: BaseException | None = None

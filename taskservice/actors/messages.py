@@ -24,6 +24,7 @@ __all__ = [
     "Cancel",
     "Committed",
     "Drain",
+    "LimitDue",
     "LiveIds",
     "Recover",
     "RetryDue",
@@ -56,6 +57,8 @@ class Run:
     """When the task may start (ms since the epoch), for a run with `at`."""
     delay_ms: int | None = None
     """How long after its creation the task may start, for a run with `delay`."""
+    priority: int = 0
+    """Among queued tasks, higher starts first (stored on a new task)."""
 
 
 @dataclass(slots=True)
@@ -97,6 +100,13 @@ class RetryDue:
     """Internal: a retry timer fired."""
 
     live: LiveTask
+
+
+@dataclass(slots=True)
+class LimitDue:
+    """Internal: a rate-limited definition may start its next queued task."""
+
+    name: str
 
 
 @dataclass(slots=True)

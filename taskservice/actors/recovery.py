@@ -107,6 +107,10 @@ class RecoveryMixin(SupervisorBase):
             if not live.result.done():
                 live.result.set_exception(stopped)
         self._queue.clear()
+        for gate in self._gates.values():
+            if gate.timer is not None:
+                gate.timer.cancel()
+                gate.timer = None
         for live in self._live.values():
             if live not in self._running and not live.result.done():
                 live.result.set_exception(stopped)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import deque
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +20,7 @@ from pykka import messages as pykka_messages
 from ..clock import SYSTEM_CLOCK, split_start
 from ..definition import TaskDefinition
 from ..errors import ServiceStopped
+from ..limits import check_priority
 from ..model import SUCCEEDED_STATES, RunReply, RunTask, Task, int_at_least
 from ..storage.base import Checked, StoreError
 from ..storage.views import Views
@@ -29,6 +30,7 @@ from .attempts import AttemptsMixin
 from .base import SupervisorBase
 from .cancel import CancelMixin
 from .delayed import DelayedMixin
+from .flow import FlowQueue, Gate
 from .live import LiveTask, Runtime, log_unwritten, new_id
 from .mailbag import Collect, CreatedCommitted, Mailbag
 from .messages import (
@@ -36,6 +38,7 @@ from .messages import (
     Cancel,
     Committed,
     Drain,
+    LimitDue,
     LiveIds,
     Recover,
     RetryDue,
@@ -91,7 +94,11 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
         self._max_concurrency = max_concurrency
         self._live: dict[str, LiveTask] = {}
         self._by_hash: dict[tuple[str, str, str], LiveTask] = {}
-        self._queue: deque[LiveTask] = deque()
+        self._queue = FlowQueue()
+        self._gates: dict[str, Gate] = {}
+        self._monotonic = (
+            time.monotonic if runtime.clock is SYSTEM_CLOCK else runtime.clock.monotonic
+        )
         self._slots_used = 0
         self._running: set[LiveTask] = set()
         self._stopping = False
@@ -173,6 +180,7 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
             start_at = delay_ms = None
             if message.delay is not None or message.at is not None:
                 start_at, delay_ms = split_start(message.delay, message.at, self._rt.now_ms())
+            priority = check_priority(message.priority)
             props, digest = admit(
                 definition, message.props, message.cause_type, message.cause, message.client
             )
@@ -191,6 +199,7 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
                 reply=reply,
                 start_at=start_at,
                 delay_ms=delay_ms,
+                priority=priority,
             )
         )
         return _Later(reply, run_reply)
@@ -252,6 +261,7 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
             client=run.client,
             max_retries=definition.max_retries,
             created_at=now,
+            priority=run.priority,
         )
         live = LiveTask(task, definition, self._rt, parent, run.progress_factor)
         self._register(live)
@@ -389,6 +399,7 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
         AttemptEnded: AttemptsMixin._on_attempt_ended,
         AttemptTimeout: AttemptsMixin._on_attempt_timeout,
         RetryDue: AttemptsMixin._on_retry_due,
+        LimitDue: AttemptsMixin._on_limit_due,
         Collect: _on_collect,
         Waiting: DelayedMixin._on_waiting_due,
         WaitingCommitted: DelayedMixin._on_waiting_committed,

@@ -206,10 +206,11 @@ class AsyncTaskClient:
         *,
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
+        priority: int = 0,
     ) -> AsyncRemoteRun:
         """As `TaskClient.run` (sent once more after a lost answer; joins the same task)."""
         reply = await self._send(
-            calls.run(definition, props, cause_type, cause, expire, client, delay, at)
+            calls.run(definition, props, cause_type, cause, expire, client, delay, at, priority)
         )
         return AsyncRemoteRun(self, reply, calls.result_type_of(definition))
 
@@ -221,10 +222,11 @@ class AsyncTaskClient:
         *,
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
+        priority: int = 0,
     ) -> list[AsyncRemoteRun]:
         """As `TaskClient.run_many`."""
         runs = list(runs)
-        reply = await self._send(calls.run_many(runs, expire, client, delay, at))
+        reply = await self._send(calls.run_many(runs, expire, client, delay, at, priority))
         return [
             AsyncRemoteRun(self, run, calls.result_type_of(item[0]))
             for run, item in zip(reply.runs, runs, strict=True)

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import msgspec
 
 from ..clock import start_at_ms
+from ..limits import check_priority
 from ..model import Client, Health, Task
 from ..wire import (
     API_PREFIX,
@@ -140,8 +141,10 @@ def run(
     client: Client | None,
     delay: float | None = None,
     at: Any = None,
+    priority: int = 0,
 ) -> Call[RunResponse]:
     check_start(delay, at)
+    check_priority(priority)
     body = RunRequest(
         definition=definition_name(definition),
         props=props,
@@ -151,6 +154,7 @@ def run(
         client=client,
         delay=delay,
         at=at,
+        priority=priority,
     )
     return Call("POST", f"{API_PREFIX}/runs", _RUN, _encode(body))
 
@@ -161,13 +165,17 @@ def run_many(
     client: Client | None,
     delay: float | None = None,
     at: Any = None,
+    priority: int = 0,
 ) -> Call[RunsResponse]:
     check_start(delay, at)
+    check_priority(priority)
     items = [
         RunItem(definition=definition_name(d), props=p, cause_type=ct, cause=c)
         for d, p, ct, c in runs
     ]
-    body = RunManyRequest(runs=items, expire=expire, client=client, delay=delay, at=at)
+    body = RunManyRequest(
+        runs=items, expire=expire, client=client, delay=delay, at=at, priority=priority
+    )
     return Call("POST", f"{API_PREFIX}/runs/many", _RUNS, _encode(body))
 
 

@@ -225,13 +225,14 @@ class TaskClient:
         *,
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
+        priority: int = 0,
     ) -> RemoteRun:
         """Start a task (or join the same one within its cause), as `service.run`.
 
         Sent once more if the connection breaks before the answer came: the
         second request joins the task the first one created (hash reuse)."""
         reply = self._send(
-            calls.run(definition, props, cause_type, cause, expire, client, delay, at)
+            calls.run(definition, props, cause_type, cause, expire, client, delay, at, priority)
         )
         return RemoteRun(self, reply, calls.result_type_of(definition))
 
@@ -243,10 +244,11 @@ class TaskClient:
         *,
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
+        priority: int = 0,
     ) -> list[RemoteRun]:
         """Start several tasks in one request; one bad run refuses them all."""
         runs = list(runs)
-        reply = self._send(calls.run_many(runs, expire, client, delay, at))
+        reply = self._send(calls.run_many(runs, expire, client, delay, at, priority))
         return [
             RemoteRun(self, run, calls.result_type_of(item[0]))
             for run, item in zip(reply.runs, runs, strict=True)

@@ -54,6 +54,13 @@ class MetricsHooks:
     def queued(self, count: int) -> None:
         """The number of tasks waiting for a concurrency slot is now `count`."""
 
+    def definition_queued(self, name: str, count: int) -> None:
+        """The number of tasks of `name` waiting to start (a slot, a limit) is now `count`."""
+
+    def limit_wait(self, name: str, seconds: float) -> None:
+        """An attempt of `name`, a definition with a `concurrency` or a `rate`, started
+        after `seconds` in the queue (0: at once)."""
+
     def scheduled(self, count: int) -> None:
         """The number of tasks waiting for their start time (`scheduled`) is now `count`."""
 

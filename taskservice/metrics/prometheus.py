@@ -65,7 +65,8 @@ class PrometheusMetrics(MetricsHooks):
 
     - the supervisor thread alone calls `task_created`, `task_reused`,
       `attempt_started`, `task_retried`, `task_finished`, `running_changed`,
-      `queued`, `scheduled` and `start_lateness`; the trigger bus thread alone
+      `queued`, `definition_queued`, `limit_wait`, `scheduled` and
+      `start_lateness`; the trigger bus thread alone
       calls `triggers_delivered`, `subscriber_error` and `subscribers`, and nearly alone
       `subscriber_dropped` (the thread that tells a callable subscriber drops
       for it; that is the bus unless the caller tells the ref too). Those
@@ -91,6 +92,8 @@ class PrometheusMetrics(MetricsHooks):
         self._finished: Counts[tuple[str, str]] = Counts()
         self._running: dict[str, int] = {}
         self._queued = 0
+        self._queued_by_definition: dict[str, int] = {}
+        self._limit_wait: Histograms[str] = Histograms(len(DURATION_BUCKETS))
         self._scheduled = 0
         self._duration: Histograms[str] = Histograms(len(DURATION_BUCKETS))
         self._lateness: Histograms[str] = Histograms(len(DURATION_BUCKETS))
@@ -144,6 +147,15 @@ class PrometheusMetrics(MetricsHooks):
 
     def queued(self, count: int) -> None:
         self._queued = count
+
+    def definition_queued(self, name: str, count: int) -> None:
+        self._queued_by_definition[name] = count
+
+    def limit_wait(self, name: str, seconds: float) -> None:
+        series = self._limit_wait[name]
+        if seconds > 0:
+            series[-1] += seconds
+        series[bisect_left(DURATION_BUCKETS, seconds)] += 1
 
     def scheduled(self, count: int) -> None:
         self._scheduled = count
@@ -268,6 +280,14 @@ class PrometheusMetrics(MetricsHooks):
         yield GaugeMetricFamily(
             f"{p}tasks_queued", "Tasks waiting for a slot.", float(self._queued)
         )
+        by_definition = GaugeMetricFamily(
+            f"{p}tasks_queued_by_definition",
+            "Tasks waiting to start (a slot, their definition's limits), by definition.",
+            labels=["task"],
+        )
+        for name, count in self._queued_by_definition.copy().items():
+            by_definition.add_metric([name], float(count))
+        yield by_definition
         yield GaugeMetricFamily(
             f"{p}tasks_scheduled",
             "Tasks waiting for their start time (delayed runs).",
@@ -283,8 +303,14 @@ class PrometheusMetrics(MetricsHooks):
         )
         yield histogram(
             f"{p}task_queue_wait_seconds",
-            "Time an attempt waited for a concurrency slot.",
+            "Time an attempt waited in the queue (a slot, its definition's limits).",
             self._queue_wait,
+        )
+        yield histogram(
+            f"{p}task_limit_wait_seconds",
+            "Time an attempt of a definition with a concurrency or rate limit waited in "
+            "the queue (its limits, a slot).",
+            self._limit_wait,
         )
         yield histogram(
             f"{p}task_start_lateness_seconds",

@@ -95,6 +95,7 @@ def create_app(
             body.client,
             delay=body.delay,
             at=body.at,
+            priority=body.priority,
         )
         return _json(_run(run), 201 if run.created else 200)
 
@@ -102,7 +103,14 @@ def create_app(
         body = await _decode(request, RunManyRequest)
         items = [(item.definition, item.props, item.cause_type, item.cause) for item in body.runs]
         runs = await run_in_threadpool(
-            lambda: service.run_many(items, body.expire, body.client, delay=body.delay, at=body.at)
+            lambda: service.run_many(
+                items,
+                body.expire,
+                body.client,
+                delay=body.delay,
+                at=body.at,
+                priority=body.priority,
+            )
         )
         return _json(RunsResponse(runs=[_run(run) for run in runs]))
 

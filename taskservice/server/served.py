@@ -43,6 +43,7 @@ class Served(Protocol):
         *,
         delay: float | None = None,
         at: Any = None,
+        priority: int = 0,
     ) -> TaskRun[Any]: ...
 
     def run_many(
@@ -53,6 +54,7 @@ class Served(Protocol):
         *,
         delay: float | None = None,
         at: Any = None,
+        priority: int = 0,
     ) -> list[TaskRun[Any]]: ...
 
     def trigger(

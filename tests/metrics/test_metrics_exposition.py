@@ -72,6 +72,12 @@ class Reference(MetricsHooks):
         self.commits = Counter(f"{P}storage_commits", "Store commits.", registry=r)
         self.running = Gauge(f"{P}tasks_running", "Attempts running now.", ["task"], registry=r)
         self.queued_ = Gauge(f"{P}tasks_queued", "Tasks waiting for a slot.", registry=r)
+        self.queued_by_definition = Gauge(
+            f"{P}tasks_queued_by_definition",
+            "Tasks waiting to start (a slot, their definition's limits), by definition.",
+            ["task"],
+            registry=r,
+        )
         self.scheduled_ = Gauge(
             f"{P}tasks_scheduled", "Tasks waiting for their start time (delayed runs).", registry=r
         )
@@ -85,7 +91,15 @@ class Reference(MetricsHooks):
         )
         self.queue_wait = Histogram(
             f"{P}task_queue_wait_seconds",
-            "Time an attempt waited for a concurrency slot.",
+            "Time an attempt waited in the queue (a slot, its definition's limits).",
+            ["task"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.limit_wait_ = Histogram(
+            f"{P}task_limit_wait_seconds",
+            "Time an attempt of a definition with a concurrency or rate limit waited in "
+            "the queue (its limits, a slot).",
             ["task"],
             buckets=DURATION_BUCKETS,
             registry=r,
@@ -133,6 +147,12 @@ class Reference(MetricsHooks):
 
     def queued(self, count: int) -> None:
         self.queued_.set(count)
+
+    def definition_queued(self, name: str, count: int) -> None:
+        self.queued_by_definition.labels(name).set(count)
+
+    def limit_wait(self, name: str, seconds: float) -> None:
+        self.limit_wait_.labels(name).observe(seconds)
 
     def scheduled(self, count: int) -> None:
         self.scheduled_.set(count)
@@ -189,6 +209,8 @@ def hook_calls(seed: int, count: int) -> list[tuple[str, tuple[Any, ...]]]:
                     ("running_changed", (name, rng.choice((1, -1)))),
                     ("queued", (number,)),
                     ("scheduled", (number,)),
+                    ("definition_queued", (name, number)),
+                    ("limit_wait", (name, rng.choice((0.0, value)))),
                     ("start_lateness", (name, value)),
                     ("progress_update", (name,)),
                     ("triggers_delivered", (number,)),
@@ -224,7 +246,7 @@ def test_a_fresh_registry_exposes_what_prometheus_client_did() -> None:
     assert without_created_values(ours) == without_created_values(theirs)
     assert f"{P}tasks_queued 0.0" in ours
     families = {family.name for family in text_string_to_metric_families(ours)}
-    assert len(families) == 20 + 6  # counters' `_created` are families of their own in 0.0.4
+    assert len(families) == 22 + 6  # counters' `_created` are families of their own in 0.0.4
 
 
 @pytest.mark.parametrize("seed", range(4))
