@@ -70,6 +70,7 @@ class AttemptsMixin(SupervisorBase):
         metrics = self._rt.metrics
         metrics.queued(queue.count)
         if live.definition.limited:
+            self._gate(live.definition)  # `FlowQueue.pop` reads it
             metrics.definition_queued(live.definition.name, count)
             if self._slots_used < self._max_concurrency:
                 self._fill_slots()  # starts it if its priority lets it, else arms its rate's timer

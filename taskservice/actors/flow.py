@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FlowQueue", "Gate"]
 
-_EPSILON = 1e-9
-"""Seconds of float error tolerated when a timer is due exactly when a start is allowed."""
+_EPSILON = 1e-6
+"""Seconds of float error tolerated when a start is due (a rate's timer is armed
+for `now + wait`, which may round to just before the start it waits for)."""
 
 
 class Gate:

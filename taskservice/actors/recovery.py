@@ -30,6 +30,8 @@ class RecoveryMixin(SupervisorBase):
                 self._arm_stored(task)
             else:
                 unknown.append(task)
+        # Higher priority first (a stable sort: the stored order among equals).
+        found.sort(key=_by_priority)
         for task in found:
             definition = self._definitions.get(task.name)
             if definition is None:
@@ -126,3 +128,7 @@ class RecoveryMixin(SupervisorBase):
         for live in self._live.values():
             if not live.result.done():
                 live.result.set_exception(stopped)
+
+
+def _by_priority(task: Task) -> int:
+    return -task.priority
