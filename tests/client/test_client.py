@@ -294,3 +294,23 @@ def test_the_client_can_delay_a_run(serve: ServeFactory) -> None:
             assert await later.result(timeout=10) == {"echo": {"a": 5}}
 
     asyncio.run(delayed())
+
+
+def test_the_client_sends_a_priority(serve: ServeFactory) -> None:
+    served = serve()
+    with connect(served.url) as tasks:
+        run = tasks.run(echo, {"a": 1}, "prio", "p1", priority=7)
+        assert run.task_object.priority == 7
+        many = tasks.run_many([(echo, {"a": 2}, "prio", "p1")], priority=-2)
+        assert many[0].task_object.priority == -2
+        assert run.result(timeout=10) == {"echo": {"a": 1}}
+        with pytest.raises(TypeError, match="priority must be an int"):
+            tasks.run(echo, {"a": 3}, "prio", "p1", priority="high")  # type: ignore[arg-type]
+        assert tasks.task(run.task).priority == 7  # type: ignore[union-attr]
+
+    async def prioritised() -> None:
+        async with connect_async(served.url) as remote:
+            later = await remote.run(echo, {"a": 4}, "prio", "p2", priority=3)
+            assert later.task_object.priority == 3
+
+    asyncio.run(prioritised())
