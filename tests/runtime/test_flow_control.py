@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -365,3 +366,31 @@ def test_a_bad_priority_is_refused_and_nothing_is_stored(services: Services, pri
     assert reply.error is not None and "priority" in reply.error
     quiet(service)
     assert stored(service, "p") == []
+
+
+def test_queued_tasks_resume_highest_priority_first_after_a_restart(
+    services: Services, tmp_path: Path
+) -> None:
+    clock = ManualClock(START)
+    path = tmp_path / "store"
+    order: list[str] = []
+
+    def note(props: dict[str, Any], ctx: TaskContext, emit: Any) -> None:
+        order.append(str(props["tag"]))
+
+    hourly = TaskDefinition("hourly", note, rate="1/h")
+    first = services([hourly], path=path, clock=clock)
+    first.run(hourly, {"tag": "now"}, "restart", "r1").result(timeout=5)
+    waiting = [("low", -1), ("a", 0), ("high", 9), ("b", 0), ("mid", 4)]
+    for tag, priority in waiting:
+        first.run(hourly, {"tag": tag}, "restart", "r1", priority=priority)
+    quiet(first)
+    first.stop()  # they wait for the rate, stored `created` with their priority
+
+    second = services([hourly], path=path, clock=clock)
+    wait_for(lambda: len(order) == 2)  # a new process: a full bucket, one start
+    for _ in waiting[1:]:
+        clock.advance(3600)
+        quiet(second)
+    wait_for(lambda: len(order) == 6)
+    assert order == ["now", "high", "mid", "a", "b", "low"]
