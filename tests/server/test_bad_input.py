@@ -33,6 +33,9 @@ def stored(served: object) -> int:
         ({**RUN, "at": "2030-01-01T00:00:00"}, 422, "ValidationError"),  # naive
         ({**RUN, "at": 1_900_000_000}, 422, "ValueError"),  # seconds, not ms
         ({**RUN, "delay": 60, "at": 1_900_000_000_000}, 422, "ValueError"),
+        ({**RUN, "priority": "high"}, 422, "ValidationError"),
+        ({**RUN, "priority": 1.5}, 422, "ValidationError"),
+        ({**RUN, "priority": 2**40}, 422, "ValueError"),
     ],
 )
 def test_a_bad_run_is_refused_and_stores_nothing(
