@@ -148,7 +148,8 @@ class EventsGap(msgspec.Struct, kw_only=True):
     """The `gap` event of `GET /v1/events`: messages after `after` and before `first`
     could not be replayed. `reason`: `window` (they left the replay window, or
     the stream fell too far behind) or `restart` (`after` was of another run of
-    the service: `epoch` is the current one)."""
+    the service, or of the server's log before it was idle and let go of the
+    bus: `epoch` is the current one)."""
 
     epoch: str
     after: int | None
