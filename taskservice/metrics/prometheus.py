@@ -48,6 +48,7 @@ __all__ = [
     "BATCH_BUCKETS",
     "COMMIT_BUCKETS",
     "DURATION_BUCKETS",
+    "LAG_BUCKETS",
     "MetricsServer",
     "PrometheusMetrics",
     "StoreCollector",
