@@ -14,12 +14,15 @@ its own), one after the other:
   service is started before the clock starts.
 - `taskiq`: taskiq's `InMemoryBroker` (`max_async_tasks=N`, results kept
   for all N): N `kiq()` calls, then `wait_all()` and every result read.
+- `taskservice-nogc` (not run unless named): `taskservice` with the cyclic
+  garbage collector disabled, to show its share at large N.
 
 Figures per run: wall time from the first submission to the last result, and
 its excess over the ideal (1 s); the submission alone; the peak OS thread
 count (`/proc/self/status` `Threads`, sampled every 5 ms by a sampling
 thread, which is not counted); peak RSS (`VmHWM`, the interpreter
-included); loop lag, the largest delay of a probe scheduled every 100 ms on
+included); CPU seconds of the whole process (all threads) over the run
+(service start excluded); loop lag, the largest delay of a probe scheduled every 100 ms on
 the loop the coroutines run on (for taskservice, its own probe:
 `taskservice_event_loop_lag_seconds`). With `--runs` > 1 the run with the
 median wall time is kept. Prints a markdown table and writes JSON to `--out`.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -167,16 +171,24 @@ def run_taskiq(count: int) -> dict[str, float]:
     return {"wall_s": wall, "submit_s": submit, "loop_lag_s": lag}
 
 
+def run_taskservice_nogc(count: int) -> dict[str, float]:
+    gc.disable()  # diagnostic: what the cyclic garbage collector costs at this size
+    return run_taskservice(count)
+
+
 RUNNERS: dict[str, Callable[[int], dict[str, float]]] = {
     "floor": run_floor,
     "taskservice": run_taskservice,
     "taskiq": run_taskiq,
+    "taskservice-nogc": run_taskservice_nogc,
 }
 
 
 def child(system: str, count: int) -> None:
     sampler = Sampler()
+    cpu = time.process_time()
     figures = RUNNERS[system](count)
+    figures["cpu_s"] = time.process_time() - cpu
     figures["peak_threads"] = sampler.stop()
     figures["peak_rss_mb"] = status("VmHWM") / 1024
     print(json.dumps(figures))
@@ -202,14 +214,15 @@ def measure(system: str, count: int) -> dict[str, Any]:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| tasks | system | wall | over the 1 s ideal | submission | peak threads "
-        "| peak RSS | max loop lag |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS | max loop lag | CPU |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results:
         lines.append(
             f"| {row['tasks']:,} | {row['system']} | {row['wall_s']:.2f} s "
             f"| +{row['over_ideal_s']:.2f} s | {row['submit_s']:.2f} s | {row['peak_threads']} "
-            f"| {row['peak_rss_mb']:.0f} MB | {row['loop_lag_s'] * 1000:.0f} ms |"
+            f"| {row['peak_rss_mb']:.0f} MB | {row['loop_lag_s'] * 1000:.0f} ms "
+            f"| {row['cpu_s']:.2f} s |"
         )
     return "\n".join(lines)
 
@@ -226,6 +239,7 @@ def main() -> None:
         child(args.child[0], int(args.child[1]))
         return
     results: list[dict[str, Any]] = []
+    print(f"load average at start: {os.getloadavg()}", flush=True)
     for size in (int(part) for part in args.sizes.split(",")):
         for system in args.systems.split(","):
             runs = [measure(system, size) for _ in range(args.runs)]
@@ -249,6 +263,7 @@ def main() -> None:
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
+            "load_average_at_end": list(os.getloadavg()),
         },
         "results": results,
     }
