@@ -205,9 +205,13 @@ class TaskActor(PooledActor):
         # A sync callable returned an awaitable: it goes on on the loop all the same.
         loop = self._live.runtime.loop
         handle = self._handle = AttemptHandle(loop)
-        self._live.running = handle
         if ctx.cancelled:
-            handle.cancel()
+            handle.cancelled = True  # abandoned already: it never starts
+        else:
+            # Set, then checked again: a cancel in between finds it or is seen here.
+            self._live.running = handle
+            if ctx.cancelled:
+                handle.cancel()
         loop.submit(lambda: self._spawn_late(coroutine, handle))
 
     def _spawn_late(self, coroutine: Coroutine[Any, Any, None], handle: AttemptHandle) -> None:
