@@ -49,6 +49,12 @@ class TaskActor(PooledActor):
     fallback and failed. `cleanup` runs after every attempt. Any exception —
     `KeyboardInterrupt` and `SystemExit` included — fails the attempt and
     never escapes into pykka (which would stop every actor in the process).
+
+    A sync attempt runs on a pooled thread. An async one (`async def`
+    execute or fallback, thread executor) runs on the service's event loop:
+    the actor is started there, its coroutine becomes an `asyncio.Task`, and
+    no thread waits while it awaits; `live.running` lets the supervisor cancel
+    it when the attempt is abandoned (cancel, timeout).
     """
 
     def __init__(
