@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -115,7 +116,8 @@ class EventLoop:
             loop = self._loop
             if loop is None:
                 loop = self._start()
-        loop.call_soon_threadsafe(self._run_jobs)
+        with contextlib.suppress(RuntimeError):  # closed by a `stop` meanwhile
+            loop.call_soon_threadsafe(self._run_jobs)
 
     def spawn(
         self, coroutine: Coroutine[Any, Any, Any], handle: AttemptHandle
