@@ -78,8 +78,11 @@ class TaskDefinition(Generic[P, R]):
     `executor` says where `execute` runs: `"thread"` (the task actor's
     thread), `"process"` (a worker process, for CPU-bound code) or `"ray"`.
 
-    `execute` may be `async def`: it then runs on an event loop the task actor
-    owns for the attempt, and awaits subtasks with `await ctx.run(...)`. With
+    `execute` may be `async def` (and so may `fallback`): it then runs as a
+    coroutine on the service's event loop (one thread for every async attempt)
+    and awaits subtasks with `await ctx.run(...)`; a cancel or a timeout
+    cancels the coroutine. It must not block (`time.sleep`, a synchronous
+    client): that stalls every async attempt and is reported as loop lag. With
     `props_type` (a msgspec Struct type), props are validated at `run` and
     `execute` receives an instance of it. Every attempt receives a fresh copy
     of the stored props. With `result_type` (any type msgspec converts to: a

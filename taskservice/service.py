@@ -305,9 +305,10 @@ class TaskService(Submitting, Observing):
         `timeout` bounds the whole stop: running attempts, then the messages
         still queued for subscribers, get what is left of `timeout` seconds.
         Attempts still running then are abandoned (their threads are daemon
-        threads) and stay `running` in the store, to be resumed by the next
-        start; callable subscribers still busy are abandoned too (their pool's
-        threads are daemon threads) and get nothing more. Queued and retrying
+        threads; async attempts are cancelled on the event loop) and stay
+        `running` in the store, to be resumed by the next start; callable
+        subscribers still busy are abandoned too (their pool's threads are
+        daemon threads) and get nothing more. Queued and retrying
         tasks stay stored and are resumed by the next start. Waiting `result()`
         calls of unfinished tasks raise `ServiceStopped`. Last, the store
         commits what it was handed and closes: that is not cut short.
@@ -344,6 +345,7 @@ class TaskService(Submitting, Observing):
         for ref in (self.supervisor, self.bus):
             with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
                 ref.stop(timeout=left())
+        self.runtime.loop.stop(max(left(), 1.0))  # async attempts still running are cancelled
         if not self._subscriber_pool.close(left()):
             log.warning("task service %r: subscribers still busy abandoned at stop", self.name)
         self.store.close()

@@ -104,13 +104,16 @@ class AttemptsMixin(SupervisorBase):
         )
 
     def _end_attempt(self, live: LiveTask) -> None:
-        """Release what a running attempt holds: its slot, its timer."""
+        """Release what a running attempt holds: its slot, its timer, its coroutine."""
         if live in self._running:
             self._running.discard(live)
             self._rt.metrics.running_changed(live.definition.name, -1)
         if live.timer is not None:
             live.timer.cancel()
             live.timer = None
+        if live.running is not None:  # an async attempt: cancelled unless it has ended
+            live.running.cancel()
+            live.running = None
         if live.holds_slot:
             live.holds_slot = False
             self._slots_used -= 1

@@ -75,5 +75,8 @@ class MetricsHooks:
     def subscriber_dropped(self, count: int) -> None:
         """`count` messages were dropped: a callable subscriber's queue was full."""
 
+    def loop_lag(self, seconds: float) -> None:
+        """The event loop of async attempts ran a periodic probe `seconds` late."""
+
     def commit(self, seconds: float, batch_size: int) -> None:
         """The store committed a batch of `batch_size` tasks in `seconds`."""

@@ -25,6 +25,7 @@ from taskservice.metrics.prometheus import (
     BATCH_BUCKETS,
     COMMIT_BUCKETS,
     DURATION_BUCKETS,
+    LAG_BUCKETS,
     PrometheusMetrics,
 )
 
@@ -97,6 +98,17 @@ class Reference(MetricsHooks):
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.lag_last = Gauge(
+            f"{P}event_loop_lag_last_seconds",
+            "How late the event loop of async attempts ran its latest probe.",
+            registry=r,
+        )
+        self.lag = Histogram(
+            f"{P}event_loop_lag_seconds",
+            "How late the event loop of async attempts ran each periodic probe.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
         self.commit_seconds = Histogram(
             f"{P}storage_commit_seconds",
             "Time to commit one batch.",
@@ -155,6 +167,10 @@ class Reference(MetricsHooks):
     def subscribers(self, count: int) -> None:
         self.subscribers_.set(count)
 
+    def loop_lag(self, seconds: float) -> None:
+        self.lag_last.set(seconds)
+        self.lag.observe(seconds)
+
     def commit(self, seconds: float, batch_size: int) -> None:
         self.commits.inc()
         self.commit_seconds.observe(seconds)
@@ -196,6 +212,7 @@ def hook_calls(seed: int, count: int) -> list[tuple[str, tuple[Any, ...]]]:
                     ("subscriber_dropped", (number,)),
                     ("subscribers", (number,)),
                     ("commit", (value / 1000, batch)),
+                    ("loop_lag", (rng.choice((0.0, *LAG_BUCKETS, value / 1000)),)),
                 ]
             )
         )
@@ -224,7 +241,9 @@ def test_a_fresh_registry_exposes_what_prometheus_client_did() -> None:
     assert without_created_values(ours) == without_created_values(theirs)
     assert f"{P}tasks_queued 0.0" in ours
     families = {family.name for family in text_string_to_metric_families(ours)}
-    assert len(families) == 20 + 6  # counters' `_created` are families of their own in 0.0.4
+    assert (
+        len(families) == 22 + 7
+    )  # `_created` of counters and unlabelled histograms: own families in 0.0.4
 
 
 @pytest.mark.parametrize("seed", range(4))
