@@ -38,6 +38,7 @@ from .model import (
 )
 from .observing import Observing
 from .options import DEFAULT_MAX_CONCURRENCY, ServiceOptions
+from .periodic import Periodic, ScheduleInfo, schedule_listing
 from .runs import TaskRun
 from .storage import Durability, TaskStore, Views, open_store
 from .storage.purge import check_purge, purge_finished
@@ -151,6 +152,11 @@ class TaskService(Submitting, Observing):
             except BaseException:
                 self.stop()
                 raise
+        try:
+            self.periodic.start()
+        except BaseException:
+            self.stop()
+            raise
         with cls._registry_lock:
             cls._services[name] = self
             cls._current = self
@@ -218,6 +224,35 @@ class TaskService(Submitting, Observing):
         )
         """The supervisor actor: other actors send it `RunTask` messages."""
         self.runtime.supervisor = self.supervisor
+        self.periodic = Periodic(
+            definitions.values(),
+            views=self.view,
+            scheduler=self.scheduler,
+            clock=clock,
+            metrics=self.metrics,
+            submit=self._submit_slot,
+        )
+        """The schedules of the periodic definitions (`TaskDefinition(schedule=...)`)."""
+
+    def _submit_slot(
+        self, definition: TaskDefinition[Any, Any], props: dict[str, Any], slot: int
+    ) -> None:
+        self._submit(
+            definition, props, "schedule", definition.name, expire=None, client=None, at=slot
+        )
+
+    def schedules(self, count: int = 3) -> list[ScheduleInfo]:
+        """Every periodic definition: its schedule, its next `count` fire times (ms
+        since the epoch, UTC) and its latest stored slot with that task's state."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be an int >= 1, not {count!r}")
+        return schedule_listing(
+            self.periodic.definitions(),
+            self.view,
+            now_ms(self.clock),
+            count,
+            self.periodic.armed(),
+        )
 
     def executor(self, name: str) -> RemoteExecutor:
         """The executor of that name (`process`, `ray`), made on first use unless given
@@ -320,6 +355,7 @@ class TaskService(Submitting, Observing):
         def left() -> float:
             return max(0.0, deadline - time.monotonic())
 
+        self.periodic.stop()
         drained: concurrent.futures.Future[None] = concurrent.futures.Future()
         try:
             self.supervisor.tell(Drain(drained))
