@@ -32,7 +32,9 @@ from .model import (
     TaskEmitted,
     TaskStateChanged,
 )
+from .periodic import ScheduleInfo
 from .runs import TaskRun
+from .schedules import Cron, Every
 from .service import TaskService, task
 from .storage import SchemaMismatch, StoreError, StoreFull, StoreIOError
 from .testing import ManualClock
@@ -40,6 +42,8 @@ from .testing import ManualClock
 __all__ = [
     "Client",
     "Clock",
+    "Cron",
+    "Every",
     "Health",
     "ManualClock",
     "Progress",
@@ -47,6 +51,7 @@ __all__ = [
     "RetryRecord",
     "RunReply",
     "RunTask",
+    "ScheduleInfo",
     "SchemaMismatch",
     "ServiceStopped",
     "StoreError",
