@@ -17,6 +17,7 @@ twice: the timer of the next slot waits until the wall clock reaches it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -24,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from .actors.reply import Reply
 from .actors.scheduler import Scheduler, Timer
 from .clock import Clock
 from .definition import TaskDefinition
@@ -39,8 +41,9 @@ log = logging.getLogger("taskservice.periodic")
 _RECENT = 1000
 """Tasks of a schedule's cause read, latest started first, to find its latest slot."""
 
-Submit = Callable[[TaskDefinition[Any, Any], dict[str, Any], int], None]
-"""Hand a run of a definition with these props, at this slot (ms), to the supervisor."""
+Submit = Callable[[TaskDefinition[Any, Any], dict[str, Any], int], Reply[Any]]
+"""Hand a run of a definition with these props, at this slot (ms), to the supervisor;
+the reply is set once the task is stored (or joined)."""
 
 
 class ScheduleInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,7 +94,7 @@ def latest_slot(views: Views, name: str) -> Task | None:
 
 def schedule_listing(
     definitions: Iterable[TaskDefinition[Any, Any]],
-    views: Views,
+    views: Views | None,
     now: int,
     count: int = 3,
     armed: dict[str, int] | None = None,
@@ -99,7 +102,8 @@ def schedule_listing(
     """Every periodic definition's schedule, next `count` fire times and latest slot.
 
     `armed`: the slot a running service waits for, by name (it may be later than
-    the first after `now` after the wall clock went back).
+    the first after `now` after the wall clock went back). Without `views` (no
+    store) the latest slots are not looked up.
     """
     found: list[ScheduleInfo] = []
     for definition in sorted(definitions, key=lambda each: each.name):
@@ -111,7 +115,7 @@ def schedule_listing(
             upcoming = schedule.next_slots(now, count)
         else:
             upcoming = [first, *schedule.next_slots(first, count - 1)]
-        last = latest_slot(views, definition.name)
+        last = None if views is None else latest_slot(views, definition.name)
         found.append(
             ScheduleInfo(
                 name=definition.name,
@@ -163,13 +167,17 @@ class Periodic:
         self._submit = submit
         self._lock = threading.Lock()
         self._stopped = False
+        self._replies: list[Reply[Any]] | None = None
+        """The runs `start` stored, to wait for; None after it."""
 
     def _now(self) -> int:
         return int(self._clock.time() * 1000)
 
-    def start(self) -> None:
+    def start(self, timeout: float) -> None:
         """Catch up what was missed since the latest stored slot, store the next slot
-        of every schedule and arm its timer (after recovery armed the stored ones)."""
+        of every schedule and arm its timer (after recovery armed the stored ones);
+        returns once those runs are stored (`TimeoutError` after `timeout` s)."""
+        self._replies = []
         with self._lock:
             for entry in self._entries:
                 name = entry.definition.name
@@ -184,6 +192,10 @@ class Periodic:
                     entry.next_slot = entry.schedule.next_after(now)
                     self._store(entry, entry.next_slot)
                 self._arm(entry)
+            replies, self._replies = self._replies, None
+        for reply in replies:
+            with contextlib.suppress(Exception):  # logged by `_store`
+                reply.result(timeout)
 
     def stop(self) -> None:
         """Cancel the timers: no slot is stored from now on."""
@@ -250,9 +262,19 @@ class Periodic:
             self._metrics.slots_caught_up(name, len(chosen))
 
     def _store(self, entry: _Entry, slot: int) -> None:
+        name = entry.definition.name
         try:
-            self._submit(entry.definition, entry.schedule.slot_props(slot), slot)
+            reply = self._submit(entry.definition, entry.schedule.slot_props(slot), slot)
         except Exception:
-            log.exception(
-                "schedule of %r: slot %d could not be stored", entry.definition.name, slot
-            )
+            log.exception("schedule of %r: slot %d could not be stored", name, slot)
+            return
+
+        def check(done: Reply[Any]) -> None:
+            try:
+                done.result(0)
+            except Exception as error:
+                log.error("schedule of %r: slot %d could not be stored: %s", name, slot, error)
+
+        reply.add_done_callback(check)
+        if self._replies is not None:
+            self._replies.append(reply)

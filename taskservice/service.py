@@ -16,6 +16,7 @@ import pykka
 
 from .actors.live import Runtime, now_ms
 from .actors.messages import Drain, LiveIds, Recover
+from .actors.reply import Reply
 from .actors.scheduler import Scheduler
 from .actors.subscribers import SubscriberPool
 from .actors.supervisor import Supervisor
@@ -153,7 +154,7 @@ class TaskService(Submitting, Observing):
                 self.stop()
                 raise
         try:
-            self.periodic.start()
+            self.periodic.start(ack_timeout)
         except BaseException:
             self.stop()
             raise
@@ -236,10 +237,10 @@ class TaskService(Submitting, Observing):
 
     def _submit_slot(
         self, definition: TaskDefinition[Any, Any], props: dict[str, Any], slot: int
-    ) -> None:
-        self._submit(
+    ) -> Reply[Any]:
+        return self._submit(
             definition, props, "schedule", definition.name, expire=None, client=None, at=slot
-        )
+        ).reply
 
     def schedules(self, count: int = 3) -> list[ScheduleInfo]:
         """Every periodic definition: its schedule, its next `count` fire times (ms
