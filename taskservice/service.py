@@ -244,9 +244,12 @@ class TaskService(Submitting, Observing):
 
     def schedules(self, count: int = 3) -> list[ScheduleInfo]:
         """Every periodic definition: its schedule, its next `count` fire times (ms
-        since the epoch, UTC) and its latest stored slot with that task's state."""
+        since the epoch, UTC) and its latest stored slot with that task's state.
+        `ServiceStopped` once the service is stopped."""
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be an int >= 1, not {count!r}")
+        if self._stopped:
+            raise ServiceStopped(f"task service {self.name!r} is stopped")
         return schedule_listing(
             self.periodic.definitions(),
             self.view,

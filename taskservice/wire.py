@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from .model import Client, RunTask, Task
+from .periodic import ScheduleInfo
 
 __all__ = [
     "API_PREFIX",
@@ -29,6 +30,7 @@ __all__ = [
     "RunRequest",
     "RunResponse",
     "RunsResponse",
+    "SchedulesResponse",
     "TasksPage",
     "TriggerRequest",
 ]
@@ -103,6 +105,12 @@ class RunsResponse(msgspec.Struct, kw_only=True):
     """The answer of `run_many` and `trigger`: one `RunResponse` per run, in order."""
 
     runs: list[RunResponse]
+
+
+class SchedulesResponse(msgspec.Struct, kw_only=True):
+    """`GET /v1/schedules`: every periodic definition, by name."""
+
+    schedules: list[ScheduleInfo]
 
 
 class Cancelled(msgspec.Struct, kw_only=True):

@@ -14,6 +14,7 @@ import pykka
 from prometheus_client import CollectorRegistry
 
 from ..model import Client, Health
+from ..periodic import ScheduleInfo
 from ..runs import TaskRun
 from ..storage import TaskStore, Views
 
@@ -72,6 +73,8 @@ class Served(Protocol):
     def cancel(self, task_id: str) -> int: ...
 
     def cancel_cause(self, cause_type: str, cause: str) -> int: ...
+
+    def schedules(self, count: int = 3) -> list[ScheduleInfo]: ...
 
     def subscribe_cause(
         self,
