@@ -29,6 +29,7 @@ from .actors.reply import Reply
 from .actors.scheduler import Scheduler, Timer
 from .clock import Clock
 from .definition import TaskDefinition
+from .errors import ServiceStopped
 from .metrics.hooks import MetricsHooks
 from .model import Task
 from .schedules import SCHEDULE_CAUSE_TYPE, SLOT_PROP, Schedule
@@ -265,6 +266,8 @@ class Periodic:
         name = entry.definition.name
         try:
             reply = self._submit(entry.definition, entry.schedule.slot_props(slot), slot)
+        except ServiceStopped:
+            return  # a timer called while the service stops: the next start stores it
         except Exception:
             log.exception("schedule of %r: slot %d could not be stored", name, slot)
             return

@@ -35,8 +35,9 @@ SCHEDULE_CAUSE_TYPE: Final = "schedule"
 SLOT_PROP: Final = "slot"
 """The prop that holds a periodic task's slot, in ms since the epoch."""
 
-_COUNT_LIMIT: Final = 1_000_000
-"""Missed cron slots counted at most (an every-minute cron down for two years)."""
+_COUNT_LIMIT: Final = 100_000
+"""Missed cron slots counted at most (an every-minute cron down for 70 days; about
+a second of cronsim): a longer outage counts this many."""
 
 _EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
@@ -80,8 +81,8 @@ class Schedule:
         return found
 
     def missed(self, after: int, until: int, keep: int) -> tuple[int, list[int]]:
-        """The slots `s` with `after < s <= until`: how many, and the latest `keep`
-        of them, oldest first."""
+        """The slots `s` with `after < s <= until`: how many (for `Cron`, at most
+        100,000), and the latest `keep` of them, oldest first."""
         raise NotImplementedError
 
     def describe(self) -> str:
