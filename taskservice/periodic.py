@@ -168,6 +168,8 @@ class Periodic:
         self._submit = submit
         self._lock = threading.Lock()
         self._stopped = False
+        self._timeout = 30.0
+        """How long a timer waits for its slot to be stored, on a manual clock."""
         self._replies: list[Reply[Any]] | None = None
         """The runs `start` stored, to wait for; None after it."""
 
@@ -178,6 +180,7 @@ class Periodic:
         """Catch up what was missed since the latest stored slot, store the next slot
         of every schedule and arm its timer (after recovery armed the stored ones);
         returns once those runs are stored (`TimeoutError` after `timeout` s)."""
+        self._timeout = timeout
         self._replies = []
         with self._lock:
             for entry in self._entries:
@@ -192,11 +195,14 @@ class Periodic:
                         self._catch_up(entry, stored, now)
                     entry.next_slot = entry.schedule.next_after(now)
                     self._store(entry, entry.next_slot)
-                self._arm(entry)
             replies, self._replies = self._replies, None
         for reply in replies:
             with contextlib.suppress(Exception):  # logged by `_store`
                 reply.result(timeout)
+        with self._lock:  # after the slots' own starts: those are called first
+            for entry in self._entries:
+                if not self._stopped:
+                    self._arm(entry)
 
     def stop(self) -> None:
         """Cancel the timers: no slot is stored from now on."""
@@ -224,6 +230,7 @@ class Periodic:
     def _due(self, entry: _Entry) -> None:
         """The timer of `entry.next_slot` was called (on the timer thread): store the
         next slot and arm its timer, after catching up any slots a jump skipped."""
+        reply: Reply[Any] | None = None
         with self._lock:
             if self._stopped:
                 return
@@ -237,8 +244,16 @@ class Periodic:
                 self._catch_up(entry, slot, now)
                 following = entry.schedule.next_after(now)
             entry.next_slot = following
-            self._arm(entry)
-            self._store(entry, following)
+            reply = self._store(entry, following)
+        if reply is not None and self._clock.block_for(1.0) is None:
+            # A clock moved by hand: the next slot's start is armed before this timer
+            # returns, and before the timer of its successor (the same due time), so
+            # one `advance` over many slots starts each at its time.
+            with contextlib.suppress(Exception):  # logged by `_store`
+                reply.result(self._timeout)
+        with self._lock:
+            if not self._stopped:
+                self._arm(entry)
 
     def _catch_up(self, entry: _Entry, after: int, now: int) -> None:
         """Apply the catch-up policy to the slots in `(after, now]` (none is stored)."""
@@ -262,15 +277,16 @@ class Periodic:
         if chosen:
             self._metrics.slots_caught_up(name, len(chosen))
 
-    def _store(self, entry: _Entry, slot: int) -> None:
+    def _store(self, entry: _Entry, slot: int) -> Reply[Any] | None:
+        """Hand the run of `slot` to the supervisor; its reply (None if refused)."""
         name = entry.definition.name
         try:
             reply = self._submit(entry.definition, entry.schedule.slot_props(slot), slot)
         except ServiceStopped:
-            return  # a timer called while the service stops: the next start stores it
+            return None  # a timer called while the service stops: the next start stores it
         except Exception:
             log.exception("schedule of %r: slot %d could not be stored", name, slot)
-            return
+            return None
 
         def check(done: Reply[Any]) -> None:
             try:
@@ -281,3 +297,4 @@ class Periodic:
         reply.add_done_callback(check)
         if self._replies is not None:
             self._replies.append(reply)
+        return reply

@@ -65,14 +65,21 @@ def slot_tasks(service: TaskService, name: str = "tick") -> dict[int, list[Task]
 
 
 def settled(service: TaskService, name: str = "tick") -> dict[int, list[Task]]:
-    """Wait until no task of the schedule is between `created` and its end; its tasks."""
+    """Wait until no task of the schedule is between `created` and its end, nor
+    `scheduled` with its time come; its tasks."""
 
     resting = ("done", "scheduled", "cancelled", "failed")
 
     def check() -> tuple[dict[int, list[Task]]] | None:
         quiet(service)
         tasks = slot_tasks(service, name)
-        busy = [t for ts in tasks.values() for t in ts if t.state not in resting]
+        now = int(service.clock.time() * 1000)
+        busy = [
+            t
+            for ts in tasks.values()
+            for t in ts
+            if t.state not in resting or (t.state == "scheduled" and (t.start_at or 0) <= now)
+        ]
         return None if busy else (tasks,)
 
     return wait_for(check, timeout=10)[0]
@@ -382,3 +389,24 @@ def test_every_slots_have_a_fixed_phase() -> None:
     cron = Cron("*/5 * * * *")
     assert cron.missed(H, H + 3_600_000, 2) == (12, [H + 3_300_000, H + 3_600_000])
     assert cron.next_slots(H, 3) == every.next_slots(H, 3)
+
+
+def test_one_advance_runs_a_day_of_slots(services: Services) -> None:
+    """A user's test moves a day in one call: each hourly slot runs once, in order."""
+    clock = ManualClock((H + HOUR_MS // 2) / 1000)
+    service = services([periodic(Cron("0 * * * *", tz="Europe/Warsaw"))], clock=clock)
+    clock.advance(86_400)
+    tasks = settled(service)
+    assert ran_slots(tasks) == hours(*range(1, 25))
+    assert set(executed.values()) == {1}
+    assert [s for s, ts in tasks.items() if ts[0].state == "scheduled"] == hours(25)
+    assert metric(service, "schedule_slots_missed") == 0
+
+
+def test_on_a_manual_clock_each_slot_starts_at_its_time(services: Services) -> None:
+    clock = ManualClock((H + HOUR_MS // 2) / 1000)
+    service = services([periodic(Every(hours=1))], clock=clock)
+    clock.advance(12 * 3600)
+    tasks = settled(service)
+    started = {slot: ts[0].started_at for slot, ts in tasks.items() if ts[0].state == "done"}
+    assert started == {slot: slot for slot in hours(*range(1, 13))}
