@@ -291,6 +291,8 @@ class Periodic:
         def check(done: Reply[Any]) -> None:
             try:
                 done.result(0)
+            except ServiceStopped:
+                pass  # stopped before the answer: the next start finds the slot or not
             except Exception as error:
                 log.error("schedule of %r: slot %d could not be stored: %s", name, slot, error)
 

@@ -410,3 +410,19 @@ def test_on_a_manual_clock_each_slot_starts_at_its_time(services: Services) -> N
     tasks = settled(service)
     started = {slot: ts[0].started_at for slot, ts in tasks.items() if ts[0].state == "done"}
     assert started == {slot: slot for slot in hours(*range(1, 13))}
+
+
+def test_on_the_real_clock_slots_run_on_time(services: Services) -> None:
+    service = services([periodic(Every(seconds=1))])
+
+    def two_done() -> list[Task] | None:
+        done = [t for ts in slot_tasks(service).values() for t in ts if t.state == "done"]
+        return done if len(done) >= 2 else None
+
+    done = sorted(wait_for(two_done, timeout=10), key=lambda task: task.properties["slot"])
+    slots = [task.properties["slot"] for task in done]
+    assert slots[1] > slots[0] and all(slot % 1000 == 0 for slot in slots)
+    for task in done:  # never early; late by a timer's wake-up (a few ms on an idle machine)
+        assert task.started_at is not None
+        assert 0 <= task.started_at - task.properties["slot"] < 5000
+    assert set(executed.values()) == {1}
