@@ -32,12 +32,12 @@ from .model import (
     TaskEmitted,
     TaskStateChanged,
 )
-from .periodic import ScheduleInfo
 from .runs import TaskRun
 from .schedules import Cron, Every
 from .service import TaskService, task
 from .storage import SchemaMismatch, StoreError, StoreFull, StoreIOError
 from .testing import ManualClock
+from .wire import ScheduleInfo
 
 __all__ = [
     "Client",

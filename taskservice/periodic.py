@@ -23,8 +23,6 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import msgspec
-
 from .actors.reply import Reply
 from .actors.scheduler import Scheduler, Timer
 from .clock import Clock
@@ -34,6 +32,7 @@ from .metrics.hooks import MetricsHooks
 from .model import Task
 from .schedules import SCHEDULE_CAUSE_TYPE, SLOT_PROP, Schedule
 from .storage import Views
+from .wire import ScheduleInfo
 
 __all__ = ["Periodic", "ScheduleInfo", "latest_slot", "schedule_listing"]
 
@@ -45,25 +44,6 @@ _RECENT = 1000
 Submit = Callable[[TaskDefinition[Any, Any], dict[str, Any], int], Reply[Any]]
 """Hand a run of a definition with these props, at this slot (ms), to the supervisor;
 the reply is set once the task is stored (or joined)."""
-
-
-class ScheduleInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """One periodic definition as `service.schedules()` lists it (times in ms, UTC)."""
-
-    name: str
-    """The definition's name; its tasks are in the cause `("schedule", name)`."""
-    schedule: str
-    """The rule, e.g. `cron 0 * * * * (Europe/Warsaw)` or `every 0:05:00`."""
-    catch_up: str
-    """The catch-up policy: `latest`, `all` or `skip`."""
-    next: list[int]
-    """The next fire times, soonest first."""
-    last_slot: int | None = None
-    """The latest slot stored (future or past), or None before the first."""
-    last_state: str | None = None
-    """The state of that slot's task."""
-    last_task: str | None = None
-    """That slot's task id."""
 
 
 def slot_of(task: Task) -> int | None:

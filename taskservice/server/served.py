@@ -14,9 +14,9 @@ import pykka
 from prometheus_client import CollectorRegistry
 
 from ..model import Client, Health
-from ..periodic import ScheduleInfo
 from ..runs import TaskRun
 from ..storage import TaskStore, Views
+from ..wire import ScheduleInfo
 
 __all__ = ["Served"]
 
