@@ -22,6 +22,7 @@ from .errors import (
 )
 from .model import Client, PropsError, int_at_least
 from .refs import EXECUTOR_NAMES, function_reference
+from .schedules import Schedule
 from .storage.indexes import check_name_size
 from .values import check_text, freeze, thaw
 
@@ -74,6 +75,9 @@ class TaskDefinition(Generic[P, R]):
     so attempts multiply down a tree). `trigger`
     and `action` (True or a name) expose the definition through the trigger bus
     and as a client action. `service` defaults to the service's name.
+    `schedule` (a `schedules.Cron` or `schedules.Every`) makes the definition
+    periodic: the service runs it once per slot of the schedule (see
+    docs/guide.md, "Periodic tasks").
 
     `executor` says where `execute` runs: `"thread"` (the task actor's
     thread), `"process"` (a worker process, for CPU-bound code) or `"ray"`.
@@ -111,6 +115,7 @@ class TaskDefinition(Generic[P, R]):
         service: str | None = None,
         props_type: type[Any] | None = None,
         result_type: Any = None,
+        schedule: Schedule | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("a task definition needs a non-empty str name")
@@ -194,6 +199,16 @@ class TaskDefinition(Generic[P, R]):
         self.props_type = props_type
         self.result_type = result_type
         self.is_async = inspect.iscoroutinefunction(execute)
+        self.schedule = schedule
+        if schedule is not None:
+            if not isinstance(schedule, Schedule):
+                raise TypeError(
+                    f"task {name!r}: schedule must be a Cron or Every, not {schedule!r}"
+                )
+            try:  # the props of every slot must pass, checked once here
+                self.validate_props(schedule.slot_props(0))
+            except TypeError as error:
+                raise TypeError(f"task {name!r}: the schedule's props: {error}") from None
 
     def validate_props(self, props: Any) -> dict[str, Any]:
         """The props as stored: a dict, checked against `props_type` when there is one.

@@ -29,6 +29,8 @@ __all__ = [
     "RunRequest",
     "RunResponse",
     "RunsResponse",
+    "ScheduleInfo",
+    "SchedulesResponse",
     "TasksPage",
     "TriggerRequest",
 ]
@@ -103,6 +105,31 @@ class RunsResponse(msgspec.Struct, kw_only=True):
     """The answer of `run_many` and `trigger`: one `RunResponse` per run, in order."""
 
     runs: list[RunResponse]
+
+
+class ScheduleInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One periodic definition as `service.schedules()` lists it (times in ms, UTC)."""
+
+    name: str
+    """The definition's name; its tasks are in the cause `("schedule", name)`."""
+    schedule: str
+    """The rule, e.g. `cron 0 * * * * (Europe/Warsaw)` or `every 0:05:00`."""
+    catch_up: str
+    """The catch-up policy: `latest`, `all` or `skip`."""
+    next: list[int]
+    """The next fire times, soonest first."""
+    last_slot: int | None = None
+    """The latest slot stored (future or past), or None before the first."""
+    last_state: str | None = None
+    """The state of that slot's task."""
+    last_task: str | None = None
+    """That slot's task id."""
+
+
+class SchedulesResponse(msgspec.Struct, kw_only=True):
+    """`GET /v1/schedules`: every periodic definition, by name."""
+
+    schedules: list[ScheduleInfo]
 
 
 class Cancelled(msgspec.Struct, kw_only=True):

@@ -60,6 +60,13 @@ class MetricsHooks:
     def start_lateness(self, name: str, seconds: float) -> None:
         """A delayed task of `name` left `scheduled` `seconds` after its start time."""
 
+    def slots_missed(self, name: str, count: int) -> None:
+        """`count` slots of the periodic definition `name` passed with no task stored
+        for them (the service was down, or the wall clock jumped forward)."""
+
+    def slots_caught_up(self, name: str, count: int) -> None:
+        """`count` missed slots of `name` were run late, by its catch-up policy."""
+
     def progress_update(self, name: str) -> None:
         """A progress update was stored and published."""
 

@@ -111,6 +111,9 @@ class PrometheusMetrics(MetricsHooks):
         # Written by many threads, under their lock.
         self._progress_lock = threading.Lock()
         self._progress: Counts[str] = Counts()
+        self._slots_lock = threading.Lock()
+        self._slots_missed: Counts[str] = Counts()
+        self._slots_caught_up: Counts[str] = Counts()
         self._commit_lock = threading.Lock()
         self._commit_series = [0.0] * (BATCH_SUM + 1)
         """Both commit histograms (see `BATCH_AT`); their count is `storage_commits_total`."""
@@ -152,6 +155,14 @@ class PrometheusMetrics(MetricsHooks):
 
     def queued(self, count: int) -> None:
         self._queued = count
+
+    def slots_missed(self, name: str, count: int) -> None:
+        with self._slots_lock:
+            self._slots_missed[name] += count
+
+    def slots_caught_up(self, name: str, count: int) -> None:
+        with self._slots_lock:
+            self._slots_caught_up[name] += count
 
     def scheduled(self, count: int) -> None:
         self._scheduled = count
@@ -247,6 +258,21 @@ class PrometheusMetrics(MetricsHooks):
         yield counter(
             f"{p}tasks_finished", "Tasks that ended, by state.", ["task", "state"], self._finished
         )
+        with self._slots_lock:
+            missed = counter(
+                f"{p}schedule_slots_missed",
+                "Slots of periodic definitions that passed with no task stored for them.",
+                ["task"],
+                self._slots_missed,
+            )
+            caught_up = counter(
+                f"{p}schedule_slots_caught_up",
+                "Missed slots run late by their catch-up policy.",
+                ["task"],
+                self._slots_caught_up,
+            )
+        yield missed
+        yield caught_up
         yield counter_family(
             f"{p}progress_updates",
             "Progress updates stored.",

@@ -56,6 +56,18 @@ class Reference(MetricsHooks):
         self.finished = Counter(
             f"{P}tasks_finished", "Tasks that ended, by state.", ["task", "state"], registry=r
         )
+        self.missed = Counter(
+            f"{P}schedule_slots_missed",
+            "Slots of periodic definitions that passed with no task stored for them.",
+            ["task"],
+            registry=r,
+        )
+        self.caught_up = Counter(
+            f"{P}schedule_slots_caught_up",
+            "Missed slots run late by their catch-up policy.",
+            ["task"],
+            registry=r,
+        )
         self.progress = Counter(
             f"{P}progress_updates", "Progress updates stored.", ["task"], registry=r
         )
@@ -152,6 +164,12 @@ class Reference(MetricsHooks):
     def start_lateness(self, name: str, seconds: float) -> None:
         self.lateness.labels(name).observe(seconds)
 
+    def slots_missed(self, name: str, count: int) -> None:
+        self.missed.labels(name).inc(count)
+
+    def slots_caught_up(self, name: str, count: int) -> None:
+        self.caught_up.labels(name).inc(count)
+
     def progress_update(self, name: str) -> None:
         self.progress.labels(name).inc()
 
@@ -207,6 +225,8 @@ def hook_calls(seed: int, count: int) -> list[tuple[str, tuple[Any, ...]]]:
                     ("scheduled", (number,)),
                     ("start_lateness", (name, value)),
                     ("progress_update", (name,)),
+                    ("slots_missed", (name, number)),
+                    ("slots_caught_up", (name, number)),
                     ("triggers_delivered", (number,)),
                     ("subscriber_error", ()),
                     ("subscriber_dropped", (number,)),
@@ -241,9 +261,8 @@ def test_a_fresh_registry_exposes_what_prometheus_client_did() -> None:
     assert without_created_values(ours) == without_created_values(theirs)
     assert f"{P}tasks_queued 0.0" in ours
     families = {family.name for family in text_string_to_metric_families(ours)}
-    assert (
-        len(families) == 22 + 7
-    )  # `_created` of counters and unlabelled histograms: own families in 0.0.4
+    # `_created` of counters and unlabelled histograms: own families in 0.0.4
+    assert len(families) == 24 + 7
 
 
 @pytest.mark.parametrize("seed", range(4))
