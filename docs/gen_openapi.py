@@ -78,6 +78,7 @@ from taskservice.wire import (
     RunRequest,
     RunResponse,
     RunsResponse,
+    SchedulesResponse,
     TasksPage,
     TriggerRequest,
 )
@@ -428,6 +429,13 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         notes="A parameter the view does not take, or a missing key, is `422 ValueError`. "
         "The views read committed state, as in-process.",
         extensions={"x-view-keys": {view: list(keys) for view, keys in VIEW_KEYS.items()}},
+    ),
+    ("GET", "/v1/schedules"): Endpoint(
+        "The periodic definitions: schedules, next fire times, latest slots",
+        "service",
+        {200: ("Every periodic definition, by name.", SchedulesResponse)},
+        errors=("ServiceStopped", "StoreError"),
+        doc=TaskService.schedules,
     ),
     ("GET", "/v1/health"): Endpoint(
         "Health: is the service running",

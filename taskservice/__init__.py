@@ -33,13 +33,17 @@ from .model import (
     TaskStateChanged,
 )
 from .runs import TaskRun
+from .schedules import Cron, Every
 from .service import TaskService, task
 from .storage import SchemaMismatch, StoreError, StoreFull, StoreIOError
 from .testing import ManualClock
+from .wire import ScheduleInfo
 
 __all__ = [
     "Client",
     "Clock",
+    "Cron",
+    "Every",
     "Health",
     "ManualClock",
     "Progress",
@@ -47,6 +51,7 @@ __all__ = [
     "RetryRecord",
     "RunReply",
     "RunTask",
+    "ScheduleInfo",
     "SchemaMismatch",
     "ServiceStopped",
     "StoreError",

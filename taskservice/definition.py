@@ -23,6 +23,7 @@ from .errors import (
 from .limits import Rate, check_concurrency, parse_rate
 from .model import Client, PropsError, int_at_least
 from .refs import EXECUTOR_NAMES, function_reference
+from .schedules import Schedule
 from .storage.indexes import check_name_size
 from .values import check_text, freeze, thaw
 
@@ -75,12 +76,18 @@ class TaskDefinition(Generic[P, R]):
     so attempts multiply down a tree). `trigger`
     and `action` (True or a name) expose the definition through the trigger bus
     and as a client action. `service` defaults to the service's name.
+    `schedule` (a `schedules.Cron` or `schedules.Every`) makes the definition
+    periodic: the service runs it once per slot of the schedule (see
+    docs/guide.md, "Periodic tasks").
 
     `executor` says where `execute` runs: `"thread"` (the task actor's
     thread), `"process"` (a worker process, for CPU-bound code) or `"ray"`.
 
-    `execute` may be `async def`: it then runs on an event loop the task actor
-    owns for the attempt, and awaits subtasks with `await ctx.run(...)`. With
+    `execute` may be `async def` (and so may `fallback`): it then runs as a
+    coroutine on the service's event loop (one thread for every async attempt)
+    and awaits subtasks with `await ctx.run(...)`; a cancel or a timeout
+    cancels the coroutine. It must not block (`time.sleep`, a synchronous
+    client): that stalls every async attempt and is reported as loop lag. With
     `props_type` (a msgspec Struct type), props are validated at `run` and
     `execute` receives an instance of it. Every attempt receives a fresh copy
     of the stored props. With `result_type` (any type msgspec converts to: a
@@ -119,6 +126,7 @@ class TaskDefinition(Generic[P, R]):
         result_type: Any = None,
         concurrency: int | None = None,
         rate: str | tuple[int, float] | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("a task definition needs a non-empty str name")
@@ -211,6 +219,16 @@ class TaskDefinition(Generic[P, R]):
         self.rate: Rate | None = parsed_rate
         self.limited = concurrency is not None or parsed_rate is not None
         """Whether the supervisor applies flow control to this definition's attempts."""
+        self.schedule = schedule
+        if schedule is not None:
+            if not isinstance(schedule, Schedule):
+                raise TypeError(
+                    f"task {name!r}: schedule must be a Cron or Every, not {schedule!r}"
+                )
+            try:  # the props of every slot must pass, checked once here
+                self.validate_props(schedule.slot_props(0))
+            except TypeError as error:
+                raise TypeError(f"task {name!r}: the schedule's props: {error}") from None
 
     def validate_props(self, props: Any) -> dict[str, Any]:
         """The props as stored: a dict, checked against `props_type` when there is one.

@@ -16,6 +16,7 @@ import pykka
 
 from .actors.live import Runtime, now_ms
 from .actors.messages import Drain, LiveIds, Recover
+from .actors.reply import Reply
 from .actors.scheduler import Scheduler
 from .actors.subscribers import SubscriberPool
 from .actors.supervisor import Supervisor
@@ -38,6 +39,7 @@ from .model import (
 )
 from .observing import Observing
 from .options import DEFAULT_MAX_CONCURRENCY, ServiceOptions
+from .periodic import Periodic, ScheduleInfo, schedule_listing
 from .runs import TaskRun
 from .storage import Durability, TaskStore, Views, open_store
 from .storage.purge import check_purge, purge_finished
@@ -151,6 +153,11 @@ class TaskService(Submitting, Observing):
             except BaseException:
                 self.stop()
                 raise
+        try:
+            self.periodic.start(ack_timeout)
+        except BaseException:
+            self.stop()
+            raise
         with cls._registry_lock:
             cls._services[name] = self
             cls._current = self
@@ -218,6 +225,38 @@ class TaskService(Submitting, Observing):
         )
         """The supervisor actor: other actors send it `RunTask` messages."""
         self.runtime.supervisor = self.supervisor
+        self.periodic = Periodic(
+            definitions.values(),
+            views=self.view,
+            scheduler=self.scheduler,
+            clock=clock,
+            metrics=self.metrics,
+            submit=self._submit_slot,
+        )
+        """The schedules of the periodic definitions (`TaskDefinition(schedule=...)`)."""
+
+    def _submit_slot(
+        self, definition: TaskDefinition[Any, Any], props: dict[str, Any], slot: int
+    ) -> Reply[Any]:
+        return self._submit(
+            definition, props, "schedule", definition.name, expire=None, client=None, at=slot
+        ).reply
+
+    def schedules(self, count: int = 3) -> list[ScheduleInfo]:
+        """Every periodic definition: its schedule, its next `count` fire times (ms
+        since the epoch, UTC) and its latest stored slot with that task's state.
+        `ServiceStopped` once the service is stopped."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be an int >= 1, not {count!r}")
+        if self._stopped:
+            raise ServiceStopped(f"task service {self.name!r} is stopped")
+        return schedule_listing(
+            self.periodic.definitions(),
+            self.view,
+            now_ms(self.clock),
+            count,
+            self.periodic.armed(),
+        )
 
     def executor(self, name: str) -> RemoteExecutor:
         """The executor of that name (`process`, `ray`), made on first use unless given
@@ -305,9 +344,10 @@ class TaskService(Submitting, Observing):
         `timeout` bounds the whole stop: running attempts, then the messages
         still queued for subscribers, get what is left of `timeout` seconds.
         Attempts still running then are abandoned (their threads are daemon
-        threads) and stay `running` in the store, to be resumed by the next
-        start; callable subscribers still busy are abandoned too (their pool's
-        threads are daemon threads) and get nothing more. Queued and retrying
+        threads; async attempts are cancelled on the event loop) and stay
+        `running` in the store, to be resumed by the next start; callable
+        subscribers still busy are abandoned too (their pool's threads are
+        daemon threads) and get nothing more. Queued and retrying
         tasks stay stored and are resumed by the next start. Waiting `result()`
         calls of unfinished tasks raise `ServiceStopped`. Last, the store
         commits what it was handed and closes: that is not cut short.
@@ -320,6 +360,7 @@ class TaskService(Submitting, Observing):
         def left() -> float:
             return max(0.0, deadline - time.monotonic())
 
+        self.periodic.stop()
         drained: concurrent.futures.Future[None] = concurrent.futures.Future()
         try:
             self.supervisor.tell(Drain(drained))
@@ -344,6 +385,7 @@ class TaskService(Submitting, Observing):
         for ref in (self.supervisor, self.bus):
             with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
                 ref.stop(timeout=left())
+        self.runtime.loop.stop(max(left(), 1.0))  # async attempts still running are cancelled
         if not self._subscriber_pool.close(left()):
             log.warning("task service %r: subscribers still busy abandoned at stop", self.name)
         self.store.close()

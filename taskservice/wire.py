@@ -29,6 +29,8 @@ __all__ = [
     "RunRequest",
     "RunResponse",
     "RunsResponse",
+    "ScheduleInfo",
+    "SchedulesResponse",
     "TasksPage",
     "TriggerRequest",
 ]
@@ -107,6 +109,31 @@ class RunsResponse(msgspec.Struct, kw_only=True):
     runs: list[RunResponse]
 
 
+class ScheduleInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One periodic definition as `service.schedules()` lists it (times in ms, UTC)."""
+
+    name: str
+    """The definition's name; its tasks are in the cause `("schedule", name)`."""
+    schedule: str
+    """The rule, e.g. `cron 0 * * * * (Europe/Warsaw)` or `every 0:05:00`."""
+    catch_up: str
+    """The catch-up policy: `latest`, `all` or `skip`."""
+    next: list[int]
+    """The next fire times, soonest first."""
+    last_slot: int | None = None
+    """The latest slot stored (future or past), or None before the first."""
+    last_state: str | None = None
+    """The state of that slot's task."""
+    last_task: str | None = None
+    """That slot's task id."""
+
+
+class SchedulesResponse(msgspec.Struct, kw_only=True):
+    """`GET /v1/schedules`: every periodic definition, by name."""
+
+    schedules: list[ScheduleInfo]
+
+
 class Cancelled(msgspec.Struct, kw_only=True):
     """A cancel's answer: how many tasks were cancelled."""
 
@@ -150,7 +177,8 @@ class EventsGap(msgspec.Struct, kw_only=True):
     """The `gap` event of `GET /v1/events`: messages after `after` and before `first`
     could not be replayed. `reason`: `window` (they left the replay window, or
     the stream fell too far behind) or `restart` (`after` was of another run of
-    the service: `epoch` is the current one)."""
+    the service, or of the server's log before it was idle and let go of the
+    bus: `epoch` is the current one)."""
 
     epoch: str
     after: int | None

@@ -138,7 +138,7 @@ class AttemptsMixin(SupervisorBase):
         )
 
     def _end_attempt(self, live: LiveTask) -> None:
-        """Release what a running attempt holds: its slot, its timer."""
+        """Release what a running attempt holds: its slot, its timer, its coroutine."""
         if live in self._running:
             self._running.discard(live)
             self._rt.metrics.running_changed(live.definition.name, -1)
@@ -146,6 +146,9 @@ class AttemptsMixin(SupervisorBase):
             live.timer.cancel()
             live.timer = None
         released = live.holds_slot or live.holds_limit
+        if live.running is not None:  # an async attempt: cancelled unless it has ended
+            live.running.cancel()
+            live.running = None
         if live.holds_slot:
             live.holds_slot = False
             self._slots_used -= 1

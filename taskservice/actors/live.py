@@ -20,6 +20,7 @@ from ..runs import Pending, TaskRun
 from ..states import check_transition
 from ..storage.base import Checked, TaskStore
 from ..values import check_text, freeze
+from .event_loop import AttemptHandle, EventLoop
 from .reply import Reply
 from .scheduler import Scheduler, Timer
 from .trigger_bus import PublishEvent
@@ -149,8 +150,11 @@ class Runtime:
     """The service's clock (the scheduler's)."""
     now_ms: Callable[[], int] = field(init=False)
     """Milliseconds since the epoch on the service's clock (a plain function: hot path)."""
+    loop: EventLoop = field(init=False)
+    """Where async attempts run (its thread starts with the first one)."""
 
     def __post_init__(self) -> None:
+        self.loop = EventLoop(self.name, self.metrics)
         clock = self.clock = self.scheduler.clock
         if clock is SYSTEM_CLOCK:
             self.now_ms = _real_now_ms
@@ -197,6 +201,7 @@ class LiveTask:
         "queued_at",
         "result",
         "resumed",
+        "running",
         "runtime",
         "task",
         "timer",
@@ -223,6 +228,8 @@ class LiveTask:
         """Resolves with the task's result, or raises why it did not succeed."""
         self.attempt = len(task.retries)
         self.timer: Timer | None = None
+        self.running: AttemptHandle | None = None
+        """The running async attempt, cancelled when the attempt is abandoned."""
         self.queued_at: float | None = None
         self.committed = False
         self.resumed = False

@@ -1,4 +1,4 @@
-"""The `taskservice` command: demo, serve, ls, show, watch, snapshot, check.
+"""The `taskservice` command: demo, serve, schedules, ls, show, watch, snapshot, check.
 
 Output uses `rich` when it is installed (`pip install 'taskservice[cli]'`)
 and plain text otherwise. Task data (ids, names, causes, errors, stacks) is
@@ -7,7 +7,8 @@ shortened. Errors are one line on stderr and a non-zero exit code; `--debug`
 (before or after the command) shows the traceback instead.
 
 The package: `parser` builds the command line, `inspect` holds the commands
-that read a store (ls, show, watch, snapshot, check), `serve` those that run a
+that read a store (ls, show, watch, snapshot, check), `schedules` the periodic
+definitions of a module with their next fire times, `serve` those that run a
 service (serve, demo), `render` how tasks are printed, `common` what they
 share (`CliError`, opening a store, reading a cause).
 """

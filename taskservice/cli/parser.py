@@ -6,7 +6,7 @@ import argparse
 
 from .. import __version__
 from ..model import STATES
-from . import inspect, serve
+from . import inspect, schedules, serve
 from .common import DEFAULT_DATA
 
 __all__ = ["build_parser"]
@@ -170,6 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="the dashboard shows tasks but cannot cancel or run them again",
     )
     serve_command.set_defaults(func=serve.serve)
+
+    sched = command(
+        "schedules",
+        "the periodic definitions of your module and their next fire times",
+        "List the periodic definitions (TaskDefinition(schedule=...)) of your module:\n"
+        "each schedule, its next fire times (UTC) and the latest slot stored in the\n"
+        "store with its task's state (works while a service runs).\n\n"
+        "example: taskservice schedules --app myapp:DEFINITIONS --data ./data",
+    )
+    sched.add_argument(
+        "--app",
+        required=True,
+        metavar="MODULE:ATTRIBUTE",
+        help="where the definitions are (as for serve)",
+    )
+    sched.add_argument("--count", type=int, default=3, help="next fire times to show")
+    sched.set_defaults(func=schedules.schedules)
 
     ls = command(
         "ls",

@@ -13,7 +13,7 @@ import httpx
 import httpx_sse
 
 from ..model import Client, Health, Task
-from ..wire import RunResponse
+from ..wire import RunResponse, ScheduleInfo
 from . import calls
 from .address import parse, read_timeout, timeouts
 from .calls import JSON_CHANGE, Call, Named
@@ -262,6 +262,11 @@ class AsyncTaskClient:
     async def task(self, task_id: str) -> Task | None:
         """The stored task of that id, or None."""
         return await self._send(calls.task(task_id))
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """`service.schedules()` of the remote service: its periodic definitions,
+        their next fire times and latest slots."""
+        return await self._send(calls.schedules())
 
     async def health(self) -> Health:
         """`service.health()` of the remote service."""

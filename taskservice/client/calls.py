@@ -24,6 +24,8 @@ from ..wire import (
     RunRequest,
     RunResponse,
     RunsResponse,
+    ScheduleInfo,
+    SchedulesResponse,
     TasksPage,
     TriggerRequest,
 )
@@ -92,6 +94,7 @@ _TASK = _decoder(Task)
 _PAGE = _decoder(TasksPage)
 _RESULT = _decoder(ResultReply)
 _HEALTH = _decoder(Health)
+_SCHEDULES = _decoder(SchedulesResponse)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -215,6 +218,10 @@ def result(task_id: str, wait: float) -> Call[ResultReply]:
 
 def health() -> Call[Health]:
     return Call("GET", f"{API_PREFIX}/health", _HEALTH, answers=frozenset({200, 503}))
+
+
+def schedules() -> Call[list[ScheduleInfo]]:
+    return Call("GET", f"{API_PREFIX}/schedules", lambda content: _SCHEDULES(content).schedules)
 
 
 def view(name: str, key: dict[str, Any], gt: Task | str | None, limit: int) -> Call[TasksPage]:

@@ -11,7 +11,7 @@ import httpx
 import httpx_sse
 
 from ..model import Client, Health, Task
-from ..wire import MAX_RESULT_WAIT, RunResponse
+from ..wire import MAX_RESULT_WAIT, RunResponse, ScheduleInfo
 from . import calls
 from .address import parse, read_timeout, timeouts
 from .calls import JSON_CHANGE, Call, Named
@@ -282,6 +282,11 @@ class TaskClient:
     def task(self, task_id: str) -> Task | None:
         """The stored task of that id, or None."""
         return self._send(calls.task(task_id))
+
+    def schedules(self) -> list[ScheduleInfo]:
+        """`service.schedules()` of the remote service: its periodic definitions,
+        their next fire times and latest slots."""
+        return self._send(calls.schedules())
 
     def health(self) -> Health:
         """`service.health()` of the remote service."""

@@ -67,6 +67,13 @@ class MetricsHooks:
     def start_lateness(self, name: str, seconds: float) -> None:
         """A delayed task of `name` left `scheduled` `seconds` after its start time."""
 
+    def slots_missed(self, name: str, count: int) -> None:
+        """`count` slots of the periodic definition `name` passed with no task stored
+        for them (the service was down, or the wall clock jumped forward)."""
+
+    def slots_caught_up(self, name: str, count: int) -> None:
+        """`count` missed slots of `name` were run late, by its catch-up policy."""
+
     def progress_update(self, name: str) -> None:
         """A progress update was stored and published."""
 
@@ -81,6 +88,9 @@ class MetricsHooks:
 
     def subscriber_dropped(self, count: int) -> None:
         """`count` messages were dropped: a callable subscriber's queue was full."""
+
+    def loop_lag(self, seconds: float) -> None:
+        """The event loop of async attempts ran a periodic probe `seconds` late."""
 
     def commit(self, seconds: float, batch_size: int) -> None:
         """The store committed a batch of `batch_size` tasks in `seconds`."""

@@ -33,6 +33,8 @@ from .series import (
     COMMIT_LE,
     DURATION_BUCKETS,
     DURATION_LE,
+    LAG_BUCKETS,
+    LAG_LE,
     SECONDS_SUM,
     Counts,
     Histograms,
@@ -46,6 +48,7 @@ __all__ = [
     "BATCH_BUCKETS",
     "COMMIT_BUCKETS",
     "DURATION_BUCKETS",
+    "LAG_BUCKETS",
     "MetricsServer",
     "PrometheusMetrics",
     "StoreCollector",
@@ -67,7 +70,8 @@ class PrometheusMetrics(MetricsHooks):
       `attempt_started`, `task_retried`, `task_finished`, `running_changed`,
       `queued`, `definition_queued`, `limit_wait`, `scheduled` and
       `start_lateness`; the trigger bus thread alone
-      calls `triggers_delivered`, `subscriber_error` and `subscribers`, and nearly alone
+      calls `triggers_delivered`, `subscriber_error` and `subscribers`, the event
+      loop thread alone `loop_lag`, and nearly alone
       `subscriber_dropped` (the thread that tells a callable subscriber drops
       for it; that is the bus unless the caller tells the ref too). Those
       write without a lock (one writer each); a scrape reads copies taken
@@ -103,9 +107,16 @@ class PrometheusMetrics(MetricsHooks):
         self._subscriber_errors = 0
         self._subscribers = 0
         self._subscriber_dropped = 0
+        # Written by the event loop thread only.
+        self._lag_series = [0.0] * (len(LAG_BUCKETS) + 2)
+        """Probe lags: the buckets, +Inf, then the sum."""
+        self._lag_last = 0.0
         # Written by many threads, under their lock.
         self._progress_lock = threading.Lock()
         self._progress: Counts[str] = Counts()
+        self._slots_lock = threading.Lock()
+        self._slots_missed: Counts[str] = Counts()
+        self._slots_caught_up: Counts[str] = Counts()
         self._commit_lock = threading.Lock()
         self._commit_series = [0.0] * (BATCH_SUM + 1)
         """Both commit histograms (see `BATCH_AT`); their count is `storage_commits_total`."""
@@ -157,6 +168,14 @@ class PrometheusMetrics(MetricsHooks):
             series[-1] += seconds
         series[bisect_left(DURATION_BUCKETS, seconds)] += 1
 
+    def slots_missed(self, name: str, count: int) -> None:
+        with self._slots_lock:
+            self._slots_missed[name] += count
+
+    def slots_caught_up(self, name: str, count: int) -> None:
+        with self._slots_lock:
+            self._slots_caught_up[name] += count
+
     def scheduled(self, count: int) -> None:
         self._scheduled = count
 
@@ -185,6 +204,12 @@ class PrometheusMetrics(MetricsHooks):
 
     def subscriber_dropped(self, count: int) -> None:
         self._subscriber_dropped += count
+
+    def loop_lag(self, seconds: float) -> None:
+        series = self._lag_series
+        series[-1] += seconds
+        series[bisect_left(LAG_BUCKETS, seconds)] += 1
+        self._lag_last = seconds
 
     def commit(self, seconds: float, batch_size: int) -> None:
         # acquire() and release() in try/finally: half the cost of `with` on CPython 3.11.
@@ -245,6 +270,21 @@ class PrometheusMetrics(MetricsHooks):
         yield counter(
             f"{p}tasks_finished", "Tasks that ended, by state.", ["task", "state"], self._finished
         )
+        with self._slots_lock:
+            missed = counter(
+                f"{p}schedule_slots_missed",
+                "Slots of periodic definitions that passed with no task stored for them.",
+                ["task"],
+                self._slots_missed,
+            )
+            caught_up = counter(
+                f"{p}schedule_slots_caught_up",
+                "Missed slots run late by their catch-up policy.",
+                ["task"],
+                self._slots_caught_up,
+            )
+        yield missed
+        yield caught_up
         yield counter_family(
             f"{p}progress_updates",
             "Progress updates stored.",
@@ -318,6 +358,19 @@ class PrometheusMetrics(MetricsHooks):
             self._lateness,
         )
         born = {(): self._born}
+        yield GaugeMetricFamily(
+            f"{p}event_loop_lag_last_seconds",
+            "How late the event loop of async attempts ran its latest probe.",
+            self._lag_last,
+        )
+        yield histogram_family(
+            f"{p}event_loop_lag_seconds",
+            "How late the event loop of async attempts ran each periodic probe.",
+            [],
+            LAG_LE,
+            {(): self._lag_series[:]},
+            born if created else None,
+        )
         yield histogram_family(
             f"{p}storage_commit_seconds",
             "Time to commit one batch.",

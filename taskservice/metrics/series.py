@@ -40,6 +40,8 @@ DURATION_BUCKETS = (
 
 COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 """Seconds one store commit took."""
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Seconds the event loop of async attempts ran a probe late."""
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 """Tasks written by one store commit."""
 
@@ -56,6 +58,7 @@ def _le(bounds: Sequence[float]) -> tuple[str, ...]:
 DURATION_LE = _le(DURATION_BUCKETS)
 COMMIT_LE = _le(COMMIT_BUCKETS)
 BATCH_LE = _le(BATCH_BUCKETS)
+LAG_LE = _le(LAG_BUCKETS)
 
 # The two commit histograms share one list: the commit-seconds buckets (+Inf
 # last) and their sum, then the batch-size buckets and their sum.

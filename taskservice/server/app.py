@@ -34,6 +34,7 @@ from ..wire import (
     RunRequest,
     RunResponse,
     RunsResponse,
+    SchedulesResponse,
     TriggerRequest,
 )
 from .errors import HANDLED, handle_error
@@ -166,6 +167,10 @@ def create_app(
     async def events(request: Request) -> Response:
         return await events_response(request, log, service)
 
+    async def schedules(request: Request) -> Response:
+        listed = await run_in_threadpool(service.schedules)
+        return _json(SchedulesResponse(schedules=listed))
+
     async def health(request: Request) -> Response:
         state = service.health()
         return _json(state, 503 if state.stopped else 200)
@@ -190,6 +195,7 @@ def create_app(
         Route(f"{v1}/causes/cancel", cancel_cause, methods=["POST"]),
         Route(f"{v1}/views/{{name}}", view, methods=["GET"]),
         Route(f"{v1}/events", events, methods=["GET"]),
+        Route(f"{v1}/schedules", schedules, methods=["GET"]),
         Route(f"{v1}/health", health, methods=["GET"]),
         Route(f"{v1}/ready", ready, methods=["GET"]),
         Route(f"{v1}/openapi.json", openapi_json, methods=["GET"]),

@@ -2,7 +2,11 @@
 
 The log takes every message of the bus with `service.tap`, from the first
 stream on (a service nobody streams from pays nothing), and holds the
-latest `window` of them in order of their sequence numbers. It has no queue
+latest `window` of them in order of their sequence numbers. Once no stream
+has been open for `idle` seconds it lets go of the bus again (the tap costs
+every state change one more delivery) and forgets what it held; it takes
+the bus again under a new `epoch`, so a client that comes back with an id
+from before is told of the gap. It has no queue
 per stream: each stream is a `Reader` with a cursor (the last sequence
 number it considered) that reads what came after it and, when there is
 nothing, arms itself to be woken on its event loop by the next message.
@@ -33,6 +37,9 @@ BusMessage: TypeAlias = TaskStateChanged | TaskEmitted
 TAP_QUEUE = 100_000
 """Messages that may wait for the log's tap before the bus drops the oldest."""
 
+IDLE = 60.0
+"""Seconds without a stream after which the log lets go of the bus."""
+
 
 class Tappable(Protocol):
     """What the log needs of a service."""
@@ -40,6 +47,8 @@ class Tappable(Protocol):
     def tap(
         self, subscriber: Callable[[Any], object], *, max_queue: int = ...
     ) -> tuple[pykka.ActorRef[Any], int]: ...
+
+    def unsubscribe(self, subscriber: pykka.ActorRef[Any], pattern: str | None = None) -> None: ...
 
 
 class Reader:
@@ -71,15 +80,22 @@ class Read:
 class EventLog:
     """The latest `window` messages of one service's bus (see the module's docstring)."""
 
-    def __init__(self, service: Tappable, window: int) -> None:
+    def __init__(self, service: Tappable, window: int, idle: float = IDLE) -> None:
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be an int >= 1, not {window!r}")
+        if not idle > 0:
+            raise ValueError(f"idle must be a number of seconds > 0, not {idle!r}")
         self.epoch = secrets.token_hex(6)
-        """This log's name for the service's run: sequence numbers restart with a service."""
+        """The name of what the log has seen without a break: new when the service
+        restarts (sequence numbers restart) and when the log takes the bus again
+        after letting go of it (what happened meanwhile was not recorded)."""
         self._service = service
         self._window = window
-        self._lock = threading.Lock()
-        self._open_lock = threading.Lock()
+        self._idle = idle
+        self._lock = threading.Lock()  # the held messages and the readers
+        self._tap_lock = threading.Lock()  # taking and letting go of the bus; before _lock
+        self._tap: pykka.ActorRef[Any] | None = None
+        self._generation = 0  # of the tap: messages of an earlier one are ignored
         self._based = False
         self._seqs: list[int] = []
         self._messages: list[BusMessage] = []
@@ -87,36 +103,72 @@ class EventLog:
         self._floor = 0  # every message after it is held
         self._last = 0  # the newest message's seq (or where the tap began)
         self._readers: set[Reader] = set()
+        self._idle_timer: threading.Timer | None = None
+        self.released = threading.Event()
+        """Set when the log let go of the bus for want of streams (cleared when it takes it)."""
 
-    def open(self) -> int:
-        """Start recording (once; blocks on the bus) and return the newest sequence number."""
-        with self._open_lock:
-            if not self._based:
-                _, base = self._service.tap(self._record, max_queue=TAP_QUEUE)
-                with self._lock:
-                    self._based = True
-                    first = self._seqs[self._start] if len(self._seqs) > self._start else None
-                    self._floor = base if first is None or first == base + 1 else first - 1
-                    self._last = max(self._last, base)
+    def join(self, loop: asyncio.AbstractEventLoop) -> tuple[Reader, int]:
+        """A reader woken on `loop`, and the newest sequence number: the bus is
+        tapped first if it is not (this blocks on the bus). `leave` when done."""
+        reader = Reader(loop)
+        with self._tap_lock:
+            if self._tap is None:
+                self._take_bus()
+            with self._lock:
+                self._readers.add(reader)
+                if self._idle_timer is not None:
+                    self._idle_timer.cancel()
+                    self._idle_timer = None
+                return reader, self._last
+
+    def _take_bus(self) -> None:
+        generation = self._generation
+        if generation:  # the log let go of the bus before: what it missed has no numbers
+            self.epoch = secrets.token_hex(6)
+        ref, base = self._service.tap(
+            lambda message: self._record(generation, message), max_queue=TAP_QUEUE
+        )
+        self.released.clear()
         with self._lock:
-            return self._last
+            self._tap = ref
+            self._based = True
+            first = self._seqs[self._start] if len(self._seqs) > self._start else None
+            floor = base if first is None or first == base + 1 else first - 1
+            self._floor = max(self._floor, floor)
+            self._last = max(self._last, base)
+
+    def leave(self, reader: Reader) -> None:
+        """The reader's stream ended; the last one out starts the idle clock."""
+        with self._lock:
+            self._readers.discard(reader)
+            if self._readers or self._idle_timer is not None or self._tap is None:
+                return
+            self._idle_timer = threading.Timer(self._idle, self._release_if_idle)
+            self._idle_timer.daemon = True
+            self._idle_timer.start()
+
+    def _release_if_idle(self) -> None:
+        with self._tap_lock:
+            with self._lock:
+                if self._readers or self._tap is None:
+                    return
+                ref, self._tap = self._tap, None
+                self._idle_timer = None
+                self._generation += 1
+                self._based = False
+                self._seqs.clear()
+                self._messages.clear()
+                self._start = 0
+                self._floor = self._last  # what comes before the next tap is not held
+            with contextlib.suppress(pykka.ActorDeadError):
+                self._service.unsubscribe(ref)
+        self.released.set()
 
     @property
     def last(self) -> int:
         """The newest sequence number the log knows."""
         with self._lock:
             return self._last
-
-    def add_reader(self, loop: asyncio.AbstractEventLoop) -> Reader:
-        """A reader woken on `loop` (remove it with `remove_reader`)."""
-        reader = Reader(loop)
-        with self._lock:
-            self._readers.add(reader)
-        return reader
-
-    def remove_reader(self, reader: Reader) -> None:
-        with self._lock:
-            self._readers.discard(reader)
 
     def read(self, reader: Reader, after: int, limit: int) -> Read:
         """The messages after `after` (at most `limit`); arms `reader` when there are none.
@@ -133,10 +185,12 @@ class EventLog:
                 reader.armed = True
             return Read(messages)
 
-    def _record(self, message: Any) -> None:
+    def _record(self, generation: int, message: Any) -> None:
         if not isinstance(message, (TaskStateChanged, TaskEmitted)):
             return
         with self._lock:
+            if generation != self._generation:
+                return  # queued for a tap the log let go of
             if self._based and message.seq != self._last + 1:
                 # the bus dropped messages for a full queue: none before this one is whole
                 self._floor = message.seq - 1

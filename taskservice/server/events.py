@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
+import pykka
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -168,6 +169,11 @@ def _event(
     return ServerSentEvent(data=_encode(value).decode(), event=kind, id=event_id)
 
 
+def _stopped(service: EventsSource) -> ServerSentEvent:
+    body = ErrorBody(type="ServiceStopped", message=f"task service {service.name!r} is stopped")
+    return _event("stopped", body)
+
+
 class _Stream:
     """One client's stream: its filter, its cursor in the log, what its snapshot sent."""
 
@@ -201,11 +207,13 @@ class _Stream:
         held = self.versions.get(message.task.id)
         return held is None or message.task.version > held
 
-    async def run(
-        self, resume: tuple[str, int] | None, base: int
-    ) -> AsyncIterator[ServerSentEvent]:
+    async def run(self, resume: tuple[str, int] | None) -> AsyncIterator[ServerSentEvent]:
         log, epoch, want = self.log, self.log.epoch, self.want
-        reader = log.add_reader(asyncio.get_running_loop())
+        try:
+            reader, base = await run_in_threadpool(log.join, asyncio.get_running_loop())
+        except pykka.ActorDeadError:
+            yield _stopped(self.service)
+            return
         try:
             cursor = base
             snapshot = want.snapshot
@@ -257,14 +265,10 @@ class _Stream:
                     await asyncio.wait_for(reader.wake.wait(), wait)
                 except TimeoutError:
                     if self.service.health().stopped:
-                        stopped = ErrorBody(
-                            type="ServiceStopped",
-                            message=f"task service {self.service.name!r} is stopped",
-                        )
-                        yield _event("stopped", stopped)
+                        yield _stopped(self.service)
                         return
         finally:
-            log.remove_reader(reader)
+            log.leave(reader)
 
 
 async def events_response(
@@ -275,10 +279,9 @@ async def events_response(
     resume = parse_last_event_id(request.headers.get("last-event-id"))
     if service.health().stopped:
         raise ServiceStopped(f"task service {service.name!r} is stopped")
-    base = await run_in_threadpool(log.open)
     stream = _Stream(log, service, want)
     return EventSourceResponse(
-        stream.run(resume, base),
+        stream.run(resume),
         ping=0,  # the stream sends its own `ping` events, which carry the cursor
         send_timeout=SEND_TIMEOUT,
     )

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from ..model import Client, Health
 from ..runs import TaskRun
 from ..storage import TaskStore, Views
+from ..wire import ScheduleInfo
 
 __all__ = ["Served"]
 
@@ -74,6 +75,8 @@ class Served(Protocol):
     def cancel(self, task_id: str) -> int: ...
 
     def cancel_cause(self, cause_type: str, cause: str) -> int: ...
+
+    def schedules(self, count: int = 3) -> list[ScheduleInfo]: ...
 
     def subscribe_cause(
         self,

@@ -130,10 +130,11 @@ class Views:
         *,
         gt: Cursor = None,
         limit: int = 100,
+        reverse: bool = False,
     ) -> list[Task]:
         """Tasks of one cause ordered by start time (ms; created time until started).
 
-        `since` is inclusive, `until` exclusive.
+        `since` is inclusive, `until` exclusive. `reverse` gives the latest first.
         """
         prefix = (cause_type, cause)
         for label, bound in (("since", since), ("until", until)):
@@ -141,7 +142,9 @@ class Views:
                 raise TypeError(f"{label} must be None or an int of ms, not {type(bound).__name__}")
         low = encode_key((*prefix, since)) if since is not None else None
         high = encode_key((*prefix, until)) if until is not None else None
-        return self._page("by_cause_start", prefix, gt, limit, low, high)
+        if not isinstance(reverse, bool):
+            raise TypeError(f"reverse must be a bool, not {type(reverse).__name__}")
+        return self._page("by_cause_start", prefix, gt, limit, low, high, reverse=reverse)
 
     def tasks_by_state(
         self, state: str, *, gt: Cursor = None, limit: int = 100, reverse: bool = False

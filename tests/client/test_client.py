@@ -10,12 +10,21 @@ import time
 import msgspec
 import pytest
 
-from taskservice import PropsError, ServiceStopped, TaskFailed, UnknownDefinition
+from taskservice import (
+    Every,
+    PropsError,
+    ScheduleInfo,
+    ServiceStopped,
+    TaskDefinition,
+    TaskFailed,
+    UnknownDefinition,
+)
 from taskservice.client import ServiceUnreachable, Unauthorized, connect, connect_async
 from taskservice.server.serving import Serving, bind
 from taskservice.testing import ManualClock
 from tests.server.conftest import ServeFactory
 from tests.server.defs import RELEASE, echo
+from tests.services import Services
 
 
 def test_run_and_its_result(serve: ServeFactory, durability: str) -> None:
@@ -314,3 +323,24 @@ def test_the_client_sends_a_priority(serve: ServeFactory) -> None:
             assert later.task_object.priority == 3
 
     asyncio.run(prioritised())
+
+
+def test_schedules_as_in_process(services: Services) -> None:
+    hour = 3_600_000
+    start = 1_900_000_800_000 // hour * hour + hour // 2
+    hourly = TaskDefinition("hourly", echo.execute, schedule=Every(hours=1))
+    service = services([hourly], clock=ManualClock(start / 1000))
+    serving = Serving(service.asgi_app(), bind("127.0.0.1", 0))
+    try:
+        with connect(serving.address) as tasks:
+            listed = tasks.schedules()
+
+        async def remote() -> list[ScheduleInfo]:
+            async with connect_async(serving.address) as tasks:
+                return await tasks.schedules()
+
+        listed_async = asyncio.run(remote())
+    finally:
+        serving.close()
+    assert listed == listed_async == service.schedules()
+    assert listed[0].name == "hourly" and listed[0].next[0] == start + hour // 2

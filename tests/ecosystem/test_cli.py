@@ -205,3 +205,48 @@ def test_serve_recovers_work_serves_metrics_and_stops_on_sigterm(tmp_path: Path)
     with LmdbStore(data, readonly=True) as store:
         task = store.get("pending1")
     assert task is not None and task.state == "done" and task.result == "hello world"
+
+
+def test_schedules_lists_next_fire_times_and_the_latest_slot(tmp_path: Path) -> None:
+    (tmp_path / "periodic_app.py").write_text(
+        textwrap.dedent(
+            """
+            from taskservice import Cron, Every, TaskDefinition
+
+            def noop(props, ctx, emit):
+                return None
+
+            DEFS = [
+                TaskDefinition("hourly", noop, schedule=Every(hours=1, catch_up="all")),
+                TaskDefinition("nightly", noop, schedule=Cron("30 2 * * *", tz="Europe/Warsaw")),
+                TaskDefinition("plain", noop),
+            ]
+            """
+        )
+    )
+    from taskservice.testing import ManualClock
+
+    start = datetime.datetime(2030, 5, 1, 10, 30, tzinfo=datetime.UTC)
+    hourly = TaskDefinition("hourly", flaky, schedule=_every_hour())
+    with TaskService.start(tmp_path / "data", [hourly], clock=ManualClock(start)) as service:
+        (listed,) = service.schedules()
+        assert listed.last_state == "scheduled"
+    done = taskservice(
+        "schedules", "--app", "periodic_app:DEFS", "--data", str(tmp_path / "data"), cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "hourly: every 1:00:00, catch_up=all" in out
+    assert f"last slot: 2030-05-01 11:00:00 UTC scheduled {listed.last_task}" in out
+    assert "nightly: cron 30 2 * * * (Europe/Warsaw), catch_up=latest" in out
+    assert "last slot: - (none stored)" in out
+    assert "plain" not in out
+    assert out.count("next: ") == 2
+    bad = taskservice("schedules", "--app", "periodic_app:DEFS", "--count", "0", cwd=tmp_path)
+    assert bad.returncode == 1 and "--count" in bad.stderr
+
+
+def _every_hour() -> Any:
+    from taskservice import Every
+
+    return Every(hours=1, catch_up="all")

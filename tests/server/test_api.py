@@ -7,11 +7,15 @@ import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 
-from taskservice import TaskFailed
+from taskservice import Every, TaskDefinition, TaskFailed
+from taskservice.server.serving import Serving, bind
+from taskservice.testing import ManualClock
 from tests.server.conftest import ServeFactory
 from tests.server.defs import RELEASE
+from tests.services import Services
 
 RUN = {"definition": "echo", "props": {"a": 1}, "cause_type": "upload", "cause": "u1"}
 
@@ -186,3 +190,22 @@ def test_unknown_things_are_404_json(serve: ServeFactory, path: str) -> None:
     response = serve().http.get(path)
     assert response.status_code == 404
     assert response.json()["type"] in {"TaskNotFound", "NotFound"}
+
+
+def test_schedules_lists_the_periodic_definitions(services: Services) -> None:
+    hour = 3_600_000
+    start = 1_900_000_800_000 // hour * hour + hour // 2
+    hourly = TaskDefinition("hourly", lambda props, ctx, emit: None, schedule=Every(hours=1))
+    service = services([hourly], clock=ManualClock(start / 1000))
+    serving = Serving(service.asgi_app(), bind("127.0.0.1", 0))
+    try:
+        with httpx.Client(base_url=serving.address, timeout=30) as http:
+            answer = http.get("/v1/schedules")
+    finally:
+        serving.close()
+    assert answer.status_code == 200
+    (listed,) = answer.json()["schedules"]
+    slot = start + hour // 2
+    assert listed["name"] == "hourly" and listed["schedule"] == "every 1:00:00"
+    assert listed["next"] == [slot, slot + hour, slot + 2 * hour]
+    assert listed["last_slot"] == slot and listed["last_state"] == "scheduled"

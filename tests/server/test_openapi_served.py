@@ -98,6 +98,7 @@ TASKS = (
 )
 VIEWS = (("GET", "/v1/views/{name}"),)
 SERVICE = (
+    ("GET", "/v1/schedules"),
     ("GET", "/v1/health"),
     ("GET", "/v1/ready"),
     ("GET", "/v1/openapi.json"),
@@ -231,6 +232,7 @@ def test_service_endpoints_answer_as_documented(api: Api) -> None:
     http = api.http
     assert http.get("/v1/health").json()["ok"] is True
     assert http.get("/v1/ready").status_code == 200
+    assert http.get("/v1/schedules").json() == {"schedules": []}
     assert "taskservice_" in http.get("/metrics").text
     served = http.get("/v1/openapi.json")
     assert served.content == DOCUMENT.read_bytes()
@@ -240,6 +242,7 @@ def test_service_endpoints_answer_as_documented(api: Api) -> None:
     api.service.stop()
     assert http.get("/v1/health").status_code == 503
     assert http.get("/v1/ready").status_code == 503
+    assert http.get("/v1/schedules").status_code == 503
     api.covered(*SERVICE)
 
 
@@ -261,6 +264,7 @@ def test_a_stopped_service_answers_every_endpoint_as_documented(api: Api) -> Non
             ("POST", "/v1/causes/cancel", {"cause_type": "upload", "cause": "u1"}),
             ("GET", "/v1/views/tasks_by_state?state=done", None),
             ("GET", "/v1/events", None),
+            ("GET", "/v1/schedules", None),
             ("GET", "/v1/health", None),
         ]
     }
