@@ -1,11 +1,13 @@
 """One remote `run()` round trip: what the client and the server spend on it.
 
     python bench/client_roundtrip.py [--durability durable] [--calls 300] [--rounds 5]
+    python bench/client_roundtrip.py --result        # each call also waits for the result
     python bench/client_roundtrip.py --url http://127.0.0.1:8750   # a server already running
 
 Starts `taskservice serve --http 127.0.0.1:0` (a subprocess, the bench's no-op
 task) unless `--url` is given, then sends `POST /v1/runs` for a no-op task one
-call at a time from this process through several client layers, in turns
+call at a time (with `--result`, then `GET /v1/tasks/{id}/result` for it, as
+`run.result()`) from this process through several client layers, in turns
 (`--rounds` rounds of `--calls` calls each, every layer once a round, so the
 machine's drift falls on all of them alike):
 
@@ -48,9 +50,10 @@ from taskservice.wire import API_PREFIX, RunRequest
 LAYERS = ("client", "aio", "httpx", "httpcore", "http.client")
 PATH = f"{API_PREFIX}/runs"
 HEADERS = {"Content-Type": "application/json"}
+"""What the client sends with a change (with a GET too here: the server ignores it)."""
 
 Send = Callable[[int], None]
-"""Sends the `i`th run of a round (and checks its answer)."""
+"""Sends the `i`th run of a round (and checks its answer; waits for its result if asked)."""
 
 
 def body(i: int, cause: str) -> bytes:
@@ -58,13 +61,31 @@ def body(i: int, cause: str) -> bytes:
     return msgspec.json.encode(request)
 
 
-def check(status: int) -> None:
-    if status not in (200, 201):
-        raise RuntimeError(f"POST {PATH} answered {status}")
+Request = Callable[[str, str, bytes | None], tuple[int, bytes]]
+"""A raw layer's `request(method, path, body)`: (status, body of the answer)."""
+
+_TASK_ID = msgspec.json.Decoder(dict[str, object])
+
+
+def raw_send(request: Request, cause: str, result: bool) -> Send:
+    """`send(i)` through a raw layer: `POST /v1/runs`, and with `result` the
+    `GET /v1/tasks/{id}/result` long poll for the task it answered."""
+
+    def send(i: int) -> None:
+        status, answer = request("POST", PATH, body(i, cause))
+        if status not in (200, 201):
+            raise RuntimeError(f"POST {PATH} answered {status}: {answer[:200]!r}")
+        if result:
+            task = _TASK_ID.decode(answer)["task"]
+            status, answer = request("GET", f"{API_PREFIX}/tasks/{task}/result?timeout=30", None)
+            if status != 200:
+                raise RuntimeError(f"GET result answered {status}: {answer[:200]!r}")
+
+    return send
 
 
 @contextlib.contextmanager
-def layer(name: str, url: str, cause: str) -> Iterator[Callable[[int], None]]:
+def layer(name: str, url: str, cause: str, result: bool) -> Iterator[Send]:
     """A `send(i)` of layer `name` on its own connection, closed afterwards."""
     if name == "client":
         from taskservice.client import connect
@@ -72,57 +93,65 @@ def layer(name: str, url: str, cause: str) -> Iterator[Callable[[int], None]]:
         with connect(url) as client:
 
             def send(i: int) -> None:
-                client.run("noop", {"i": i}, "bench", cause)
+                run = client.run("noop", {"i": i}, "bench", cause)
+                if result:
+                    run.result(30)
 
             yield send
     elif name == "aio":
-        yield from _aio(url, cause)
+        yield from _aio(url, cause, result)
     elif name == "httpx":
         import httpx
 
         with httpx.Client(base_url=url) as session:
-            yield lambda i: check(
-                session.post(PATH, content=body(i, cause), headers=HEADERS).status_code
-            )
+
+            def via_httpx(method: str, path: str, content: bytes | None) -> tuple[int, bytes]:
+                answer = session.request(method, path, content=content, headers=HEADERS)
+                return answer.status_code, answer.content
+
+            yield raw_send(via_httpx, cause, result)
     elif name == "httpcore":
         import httpcore
 
         with httpcore.ConnectionPool() as pool:
-            target = url + PATH
-            yield lambda i: check(
-                pool.request("POST", target, content=body(i, cause), headers=HEADERS).status
-            )
+
+            def via_httpcore(method: str, path: str, content: bytes | None) -> tuple[int, bytes]:
+                answer = pool.request(method, url + path, content=content, headers=HEADERS)
+                return answer.status, answer.content
+
+            yield raw_send(via_httpcore, cause, result)
     elif name == "http.client":
         parts = urlsplit(url)
         connection = http.client.HTTPConnection(parts.hostname or "", parts.port)
 
-        def send(i: int) -> None:
-            connection.request("POST", PATH, body=body(i, cause), headers=HEADERS)
-            response = connection.getresponse()
-            response.read()
-            check(response.status)
+        def via_http_client(method: str, path: str, content: bytes | None) -> tuple[int, bytes]:
+            connection.request(method, path, body=content, headers=HEADERS)
+            answer = connection.getresponse()
+            return answer.status, answer.read()
 
         try:
-            yield send
+            yield raw_send(via_http_client, cause, result)
         finally:
             connection.close()
     else:
         raise ValueError(f"unknown layer {name!r}")
 
 
-def _aio(url: str, cause: str) -> Iterator[Callable[[int], None]]:
-    """The asyncio client: each call is `loop.run_until_complete(client.run(...))`
-    on one loop kept for the layer's life (the loop's own cost per call is small)."""
+def _aio(url: str, cause: str, result: bool) -> Iterator[Send]:
+    """The asyncio client: each call is `loop.run_until_complete(...)` on one loop
+    kept for the layer's life (the loop's own cost per call is small)."""
     from taskservice.client import connect_async
 
     loop = asyncio.new_event_loop()
     client = connect_async(url)
+
+    async def call(i: int) -> None:
+        run = await client.run("noop", {"i": i}, "bench", cause)
+        if result:
+            await run.result(30)
+
     try:
-
-        def send(i: int) -> None:
-            loop.run_until_complete(client.run("noop", {"i": i}, "bench", cause))
-
-        yield send
+        yield lambda i: loop.run_until_complete(call(i))
     finally:
         loop.run_until_complete(client.aclose())
         loop.close()
@@ -145,7 +174,13 @@ def server_cpu(pid: int | None) -> float:
 
 
 def measure(
-    names: Sequence[str], url: str, calls: int, rounds: int, pid: int | None, warmup: int
+    names: Sequence[str],
+    url: str,
+    calls: int,
+    rounds: int,
+    pid: int | None,
+    warmup: int,
+    result: bool,
 ) -> dict[str, dict[str, Any]]:
     latencies: dict[str, list[float]] = {name: [] for name in names}
     client_cpu: dict[str, list[float]] = {name: [] for name in names}
@@ -153,7 +188,7 @@ def measure(
     clock = time.perf_counter
     for round_ in range(rounds):
         for name in names:
-            with layer(name, url, f"{name}-{round_}-{time.time_ns()}") as send:
+            with layer(name, url, f"{name}-{round_}-{time.time_ns()}", result) as send:
                 for i in range(warmup):
                     send(-1 - i)
                 cpu, served = time.process_time(), server_cpu(pid)
@@ -198,6 +233,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls per layer and round")
     parser.add_argument("--layers", default=",".join(LAYERS), help="comma-separated")
+    parser.add_argument(
+        "--result",
+        action="store_true",
+        help="each call also waits for the task's result (GET /v1/tasks/{id}/result)",
+    )
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.layers.split(",") if name.strip()]
     for name in names:
@@ -210,9 +250,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             worker, url = start_serve(workdir, args.durability, None)
             stack.callback(worker.stop)
             pid = worker.process.pid
-        results = measure(names, url, args.calls, args.rounds, pid, args.warmup)
+        results = measure(names, url, args.calls, args.rounds, pid, args.warmup, args.result)
     where = args.url or f"taskservice serve --durability {args.durability}"
-    print(f"{args.rounds} rounds x {args.calls} POST {PATH} per layer, against {where}\n")
+    what = f"POST {PATH}" + (" + GET its result" if args.result else "")
+    print(f"{args.rounds} rounds x {args.calls} {what} per layer, against {where}\n")
     print(table(results))
 
 
