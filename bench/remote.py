@@ -16,7 +16,12 @@ service (1, 4, 16 threads) for reference.
 
 Systems, each started fresh for every run and stopped after it:
 - taskservice HTTP: `taskservice serve --http 127.0.0.1:0` (a subprocess; its
-  default durability unless `--durability`), clients `taskservice.client.connect`;
+  default durability, `durable`, unless `--durability`), clients
+  `taskservice.client.connect`;
+- taskservice HTTP batched: the same server with `--durability batched`: a run
+  is acknowledged once handed to the writer, committed within 10 ms and fsynced
+  in the background. The fair comparison with the peers' Redis, which keeps
+  nothing on disk (`durable` fsyncs every acknowledged run before answering);
 - Dramatiq: `dramatiq <module> --processes 2 --threads 16` on a Redis broker,
   results in Redis (the `Results` middleware);
 - Celery: `celery -A <module> worker --pool threads --concurrency 32` on a Redis
@@ -63,10 +68,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = {
     "inproc": "taskservice in-process",
     "taskservice-remote": "taskservice HTTP",
+    "taskservice-remote-batched": "taskservice HTTP batched",
     "dramatiq": "Dramatiq + Redis",
     "celery": "Celery + Redis",
 }
 PEERS = ("dramatiq", "celery")
+REMOTE = ("taskservice-remote", "taskservice-remote-batched")
 METRICS = ("submit_per_s", "done_per_s", "p50_ms", "p99_ms", "cpu_ms_per_task")
 
 
@@ -82,10 +89,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kinds", default=",".join(KINDS), help="task kinds")
     parser.add_argument(
         "--systems",
-        help="comma-separated substrings of system keys (inproc, taskservice-remote, dramatiq, "
-        "celery); default all",
+        help="comma-separated substrings of system keys (inproc, taskservice-remote, "
+        "taskservice-remote-batched, dramatiq, celery); default all",
     )
-    parser.add_argument("--durability", help="taskservice serve --durability (default: serve's)")
+    parser.add_argument(
+        "--durability",
+        help="durability of the in-process service and of the first taskservice HTTP rows "
+        "(default: serve's, durable); the batched rows are always batched",
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="task slots of each system")
     parser.add_argument("--dramatiq-processes", type=int, default=2)
     parser.add_argument("--celery-pool", default="threads")
@@ -134,8 +145,9 @@ class Started:
             self.submitter = InProcessTaskService(self.service)
             return
         try:
-            if key == "taskservice-remote":
-                worker, address = start_serve(workdir, args.durability, args.concurrency)
+            if key in REMOTE:
+                durability = "batched" if key == "taskservice-remote-batched" else args.durability
+                worker, address = start_serve(workdir, durability, args.concurrency)
                 self.workers.append(worker)
             elif key == "dramatiq":
                 threads = max(1, args.concurrency // args.dramatiq_processes)
@@ -149,7 +161,8 @@ class Started:
                 )
                 wait_until_serving(key)
             env = {"BENCH_REDIS_URL": redis_url}
-            self.pool = ClientPool(key, address, env, max(args.clients), args.timeout)
+            system = "taskservice-remote" if key in REMOTE else key  # the same client
+            self.pool = ClientPool(system, address, env, max(args.clients), args.timeout)
         except BaseException:
             self.stop()
             raise
@@ -268,6 +281,10 @@ def system_notes(args: argparse.Namespace, redis_version: str | None) -> dict[st
         SYSTEMS["taskservice-remote"]: "`taskservice serve --app remote_systems.tasks_taskservice"
         f":DEFINITIONS --http 127.0.0.1:0 --max-concurrency {args.concurrency}`, durability "
         f"{durability}; each client process: `connect(url)`, `client.run()` then `result()`",
+        SYSTEMS["taskservice-remote-batched"]: "the same with `--durability batched`: a run is "
+        "acknowledged once handed to the writer process, committed within `batch_ms` (10 ms) "
+        "and fsynced in the background; the comparison with the peers' Redis, which keeps "
+        "nothing on disk, where `durable` fsyncs every run before it answers",
         SYSTEMS["dramatiq"]: "`dramatiq remote_systems.tasks_dramatiq --processes "
         f"{args.dramatiq_processes} --threads {threads}`; RedisBroker, `Results(RedisBackend)`; "
         "each client process: `actor.send(i)` then `message.get_result(block=True)`",

@@ -8,7 +8,8 @@ methods of `TaskService` on a service running in another process.
 
 Errors are the in-process classes (`UnknownDefinition`, `PropsError`,
 `TaskFailed`, `ServiceStopped`, `StoreError`, ...), plus `ServiceUnreachable`
-when no answer came. Needs httpx only; imports neither Starlette nor the server.
+when no answer came. Calls go through httpcore's connection pool, the events
+streams through httpx and httpx-sse; it imports neither Starlette nor the server.
 """
 
 from .aio import AsyncRemoteRun, AsyncRemoteViews, AsyncTaskClient, connect_async

@@ -1,4 +1,4 @@
-"""The asyncio client: `AsyncTaskClient` on an `httpx.AsyncClient` (keep-alive),
+"""The asyncio client: `AsyncTaskClient` on a pool of keep-alive connections,
 and its run handle (`await run` or `await run.result(timeout)`)."""
 
 from __future__ import annotations
@@ -7,17 +7,14 @@ import asyncio
 import datetime
 import time
 from collections.abc import AsyncGenerator, Generator, Iterable
-from typing import Any, TypeVar
-
-import httpx
-import httpx_sse
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..model import Client, Health, Task
 from ..wire import RunResponse, ScheduleInfo
 from . import calls
-from .address import parse, read_timeout, timeouts
-from .calls import JSON_CHANGE, Call, Named
-from .errors import ServiceUnreachable, error_from
+from .address import parse, timeouts
+from .calls import Call, Named
+from .errors import error_from
 from .streams import (
     EVENTS_PATH,
     RECONNECT_TIMEOUT,
@@ -29,6 +26,10 @@ from .streams import (
     WatchItem,
 )
 from .sync import deadline_of, next_wait
+from .transport import AsyncTransport, stream_client_async
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["AsyncRemoteRun", "AsyncRemoteViews", "AsyncTaskClient", "connect_async"]
 
@@ -154,7 +155,8 @@ class AsyncRemoteViews:
 
 
 class AsyncTaskClient:
-    """`TaskClient` for asyncio: the same methods, awaited, on one `httpx.AsyncClient`."""
+    """`TaskClient` for asyncio: the same methods, awaited, on one pool of keep-alive
+    connections (the events streams have connections of their own)."""
 
     def __init__(
         self,
@@ -163,37 +165,18 @@ class AsyncTaskClient:
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
     ) -> None:
-        address = parse(url)
+        self._address = parse(url)
         self.url = url
-        self._timeout = timeouts(timeout, connect_timeout)
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        transport = httpx.AsyncHTTPTransport(uds=address.uds) if address.uds else None
-        self._http = httpx.AsyncClient(
-            base_url=address.base_url, headers=headers, timeout=self._timeout, transport=transport
-        )
+        self._token = token
+        self._timeouts = timeouts(timeout, connect_timeout)
+        self._transport = AsyncTransport(url, self._address, token, self._timeouts)
+        self._streams: httpx.AsyncClient | None = None
         self.view = AsyncRemoteViews(self)
         """The seven views, as `service.view`, awaited."""
 
     async def _send(self, call: Call[T]) -> T:
         """As `TaskClient._send`."""
-        for attempt in (1, 2):
-            try:
-                response = await self._http.request(
-                    call.method,
-                    call.path,
-                    content=call.body,
-                    params=call.params,
-                    headers=None if call.method == "GET" else JSON_CHANGE,
-                    timeout=read_timeout(self._timeout, call.wait),
-                )
-            except httpx.TransportError as error:
-                if attempt == 1 and (call.retry or isinstance(error, httpx.ConnectError)):
-                    continue
-                raise ServiceUnreachable(
-                    f"{call.method} {call.path}: no answer from {self.url}: {error!r}"
-                ) from error
-            return call.finish(response.status_code, response.content)
-        raise AssertionError("unreachable")
+        return await self._transport.send(call)
 
     async def run(
         self,
@@ -294,13 +277,23 @@ class AsyncTaskClient:
         )
         return AsyncEventStream(self._follow(follower))
 
+    def _stream_client(self) -> httpx.AsyncClient:
+        if self._streams is None:  # one event loop: no other task runs in between
+            context = self._transport.ssl_context
+            self._streams = stream_client_async(self._address, self._token, self._timeouts, context)
+        return self._streams
+
     async def _follow(self, follower: Follower) -> AsyncGenerator[Any, None]:
-        timeout = httpx.Timeout(self._timeout.connect, read=follower.read_timeout)
+        import httpx
+        import httpx_sse
+
+        http = self._stream_client()
+        timeout = httpx.Timeout(self._timeouts.connect, read=follower.read_timeout)
         while not follower.done:
             error: BaseException | None = None
             try:
                 async with httpx_sse.aconnect_sse(
-                    self._http,
+                    http,
                     "GET",
                     EVENTS_PATH,
                     params=follower.params,
@@ -324,7 +317,9 @@ class AsyncTaskClient:
 
     async def aclose(self) -> None:
         """Close the connections."""
-        await self._http.aclose()
+        await self._transport.aclose()
+        if self._streams is not None:
+            await self._streams.aclose()
 
     async def __aenter__(self) -> AsyncTaskClient:
         return self

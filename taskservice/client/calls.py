@@ -32,7 +32,6 @@ from ..wire import (
 from .errors import error_from
 
 __all__ = [
-    "JSON_CHANGE",
     "Call",
     "Named",
     "check_start",
@@ -59,10 +58,6 @@ def definition_name(definition: str | Named) -> str:
     if not isinstance(name, str):
         raise TypeError(f"a definition is a name or a TaskDefinition, not {definition!r}")
     return name
-
-
-JSON_CHANGE: dict[str, str] = {"Content-Type": "application/json"}
-"""Sent with every change, body or not: the server takes changes only as JSON."""
 
 
 def check_start(delay: Any, at: Any) -> None:

@@ -1,21 +1,19 @@
-"""The blocking client: `TaskClient` on an `httpx.Client` (keep-alive), and its run handle."""
+"""The blocking client: `TaskClient` on a pool of keep-alive connections, and its run handle."""
 
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 from collections.abc import Generator, Iterable
-from typing import Any, TypeVar
-
-import httpx
-import httpx_sse
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..model import Client, Health, Task
 from ..wire import MAX_RESULT_WAIT, RunResponse, ScheduleInfo
 from . import calls
-from .address import parse, read_timeout, timeouts
-from .calls import JSON_CHANGE, Call, Named
-from .errors import ServiceUnreachable, error_from
+from .address import parse, timeouts
+from .calls import Call, Named
+from .errors import error_from
 from .streams import (
     EVENTS_PATH,
     RECONNECT_TIMEOUT,
@@ -26,6 +24,10 @@ from .streams import (
     WatchFollower,
     WatchItem,
 )
+from .transport import SyncTransport, stream_client
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["RemoteRun", "RemoteViews", "TaskClient", "connect"]
 
@@ -171,8 +173,9 @@ class RemoteViews:
 class TaskClient:
     """A running service reached over HTTP, with the methods of `TaskService`.
 
-    One `httpx.Client` (keep-alive) for every call; thread-safe as httpx's is.
-    Close it (or use it as a context manager) when done.
+    One pool of keep-alive connections for every call, thread-safe; the events
+    streams have connections of their own. Close it (or use it as a context
+    manager) when done.
     """
 
     def __init__(
@@ -182,37 +185,19 @@ class TaskClient:
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
     ) -> None:
-        address = parse(url)
+        self._address = parse(url)
         self.url = url
-        self._timeout = timeouts(timeout, connect_timeout)
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        transport = httpx.HTTPTransport(uds=address.uds) if address.uds else None
-        self._http = httpx.Client(
-            base_url=address.base_url, headers=headers, timeout=self._timeout, transport=transport
-        )
+        self._token = token
+        self._timeouts = timeouts(timeout, connect_timeout)
+        self._transport = SyncTransport(url, self._address, token, self._timeouts)
+        self._streams: httpx.Client | None = None
+        self._streams_made = threading.Lock()
         self.view = RemoteViews(self)
         """The seven views, as `service.view`."""
 
     def _send(self, call: Call[T]) -> T:
         """Send `call` (once more after a lost answer if that is safe) and read its answer."""
-        for attempt in (1, 2):
-            try:
-                response = self._http.request(
-                    call.method,
-                    call.path,
-                    content=call.body,
-                    params=call.params,
-                    headers=None if call.method == "GET" else JSON_CHANGE,
-                    timeout=read_timeout(self._timeout, call.wait),
-                )
-            except httpx.TransportError as error:
-                if attempt == 1 and (call.retry or isinstance(error, httpx.ConnectError)):
-                    continue
-                raise ServiceUnreachable(
-                    f"{call.method} {call.path}: no answer from {self.url}: {error!r}"
-                ) from error
-            return call.finish(response.status_code, response.content)
-        raise AssertionError("unreachable")
+        return self._transport.send(call)
 
     def run(
         self,
@@ -332,13 +317,24 @@ class TaskClient:
         )
         return EventStream(self._follow(follower))
 
+    def _stream_client(self) -> httpx.Client:
+        with self._streams_made:
+            if self._streams is None:
+                context = self._transport.ssl_context
+                self._streams = stream_client(self._address, self._token, self._timeouts, context)
+            return self._streams
+
     def _follow(self, follower: Follower) -> Generator[Any, None, None]:
-        timeout = httpx.Timeout(self._timeout.connect, read=follower.read_timeout)
+        import httpx
+        import httpx_sse
+
+        http = self._stream_client()
+        timeout = httpx.Timeout(self._timeouts.connect, read=follower.read_timeout)
         while not follower.done:
             error: BaseException | None = None
             try:
                 with httpx_sse.connect_sse(
-                    self._http,
+                    http,
                     "GET",
                     EVENTS_PATH,
                     params=follower.params,
@@ -361,7 +357,9 @@ class TaskClient:
 
     def close(self) -> None:
         """Close the connections."""
-        self._http.close()
+        self._transport.close()
+        if self._streams is not None:
+            self._streams.close()
 
     def __enter__(self) -> TaskClient:
         return self

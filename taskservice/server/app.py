@@ -4,7 +4,8 @@ Every handler decodes its body with msgspec into a `wire` Struct and calls
 the service's own method (`run_async`, `run_many`, `trigger`, ...), so an
 input is checked by the same code as in-process and a refused one stores
 nothing. Blocking calls run in Starlette's thread pool; the event loop never
-waits on the service.
+waits on the service (a run's acknowledgement is awaited on it, and a task
+by id is read on it: `results.read`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`bench/remote.py` end to end on its taskservice rows (no Redis): a real `taskservice
-serve` subprocess, real client processes, a few tasks; every cell measured."""
+"""`bench/remote.py` end to end on its taskservice rows (no Redis): real `taskservice
+serve` subprocesses (durable and batched), real client processes, a few tasks; every
+cell measured."""
 
 from __future__ import annotations
 
@@ -24,7 +25,11 @@ def test_remote_bench_measures_every_taskservice_cell(tmp_path: Path) -> None:
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((tmp_path / "remote.json").read_text())["results"]
-    assert set(results) == {"taskservice in-process", "taskservice HTTP"}
+    assert set(results) == {
+        "taskservice in-process",
+        "taskservice HTTP",
+        "taskservice HTTP batched",
+    }
     for system, per_kind in results.items():
         assert set(per_kind) == {"noop", "sleep10ms"}
         for kind, per_clients in per_kind.items():
@@ -34,4 +39,7 @@ def test_remote_bench_measures_every_taskservice_cell(tmp_path: Path) -> None:
                 (cell,) = row["runs"]
                 assert cell["tasks"] == 8 and cell["wrong_results"] == 0
                 assert cell["submit_per_s"] > 0 and cell["p99_ms"] >= cell["p50_ms"] > 0
-    assert "| taskservice HTTP | 2 |" in (tmp_path / "remote.md").read_text()
+    report = (tmp_path / "remote.md").read_text()
+    assert "| taskservice HTTP | 2 |" in report and "| taskservice HTTP batched | 2 |" in report
+    assert "(taskservice HTTP batched, 1 process, noop)" in report  # its own goal lines
+    assert "--durability batched" in report  # how it was run
