@@ -238,9 +238,10 @@ class TaskService(Submitting, Observing):
     def _submit_slot(
         self, definition: TaskDefinition[Any, Any], props: dict[str, Any], slot: int
     ) -> Reply[Any]:
-        return self._submit(
+        run = self._prepare(
             definition, props, "schedule", definition.name, expire=None, client=None, at=slot
-        ).reply
+        )
+        return self._hand_over(run).reply
 
     def schedules(self, count: int = 3) -> list[ScheduleInfo]:
         """Every periodic definition: its schedule, its next `count` fire times (ms

@@ -31,6 +31,7 @@ from .storage import StoreError, TaskStore
 __all__ = ["Submitting"]
 
 R = TypeVar("R")
+M = TypeVar("M", Run, RunMany, Cancel)
 
 
 class Submitting:
@@ -78,16 +79,18 @@ class Submitting:
         stored with a new task; a run that reuses a task leaves its priority
         as it is. A priority that is not an int raises `TypeError`.
         """
-        run = self._submit(
-            definition,
-            props,
-            cause_type,
-            cause,
-            expire=expire,
-            client=client,
-            delay=delay,
-            at=at,
-            priority=priority,
+        run = self._hand_over(
+            self._prepare(
+                definition,
+                props,
+                cause_type,
+                cause,
+                expire=expire,
+                client=client,
+                delay=delay,
+                at=at,
+                priority=priority,
+            )
         )
         return self._pending(run).wait()
 
@@ -102,15 +105,17 @@ class Submitting:
     ) -> Pending:
         """A running task's subtask (the runtime's `Gateway`): validated on the calling
         thread, handed to the supervisor; wait on the returned `Pending`."""
-        run = self._submit(
-            definition,  # type: ignore[arg-type]
-            props,
-            SUBTASK_CAUSE_TYPE,
-            parent.id,
-            expire=expire,
-            client=None,
-            parent=parent,
-            progress_factor=progress_factor,
+        run = self._hand_over(
+            self._prepare(
+                definition,  # type: ignore[arg-type]
+                props,
+                SUBTASK_CAUSE_TYPE,
+                parent.id,
+                expire=expire,
+                client=None,
+                parent=parent,
+                progress_factor=progress_factor,
+            )
         )
         return self._pending(run)
 
@@ -172,50 +177,20 @@ class Submitting:
 
         `await (await service.run_async(...))` waits for the result too.
         """
-        run = self._submit(
-            definition,
-            props,
-            cause_type,
-            cause,
-            expire=expire,
-            client=client,
-            delay=delay,
-            at=at,
-            priority=priority,
+        run = self._hand_over(
+            self._prepare(
+                definition,
+                props,
+                cause_type,
+                cause,
+                expire=expire,
+                client=client,
+                delay=delay,
+                at=at,
+                priority=priority,
+            )
         )
         return await self._pending(run).wait_async()
-
-    def _submit(
-        self,
-        definition: TaskDefinition[Any, R] | str,
-        props: dict[str, Any] | Any,
-        cause_type: str,
-        cause: str,
-        *,
-        expire: int | None,
-        client: Client | None,
-        parent: LiveTask | None = None,
-        progress_factor: float = 1.0,
-        delay: float | None = None,
-        at: int | datetime.datetime | None = None,
-        priority: int = 0,
-    ) -> Run:
-        """Validate and hash on the caller's thread; hand the run to the supervisor."""
-        run = self._prepare(
-            definition,
-            props,
-            cause_type,
-            cause,
-            expire=expire,
-            client=client,
-            parent=parent,
-            progress_factor=progress_factor,
-            delay=delay,
-            at=at,
-            priority=priority,
-        )
-        self._hand_over(run)
-        return run
 
     def _prepare(
         self,
@@ -254,11 +229,13 @@ class Submitting:
             priority=priority,
         )
 
-    def _hand_over(self, message: Run | RunMany | Cancel) -> None:
+    def _hand_over(self, message: M) -> M:
+        """Tell the supervisor `message` (a prepared request); returns it."""
         try:
             self.supervisor.tell(message)
         except pykka.ActorDeadError:
             raise ServiceStopped(f"task service {self.name!r} is stopped") from None
+        return message
 
     def trigger(
         self,
