@@ -14,6 +14,12 @@ from .http import plan_http
 __all__ = ["demo", "load_definitions", "serve"]
 
 
+def say(line: str) -> None:
+    """Print one line in one write: a task's output on other threads never splits it."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
+
+
 def load_definitions(spec: str) -> list[Any]:
     """The TaskDefinitions at `MODULE:ATTRIBUTE` (a definition, a list, or a function
     returning either); MODULE is imported from the current directory."""
@@ -53,9 +59,9 @@ def serve(args: argparse.Namespace) -> int:
         if signals.pending():
             if http is not None:
                 http.sock.close()
-            print("taskservice: stop signal before start: not starting", flush=True)
+            say("taskservice: stop signal before start: not starting")
             return 0
-        print(f"taskservice: starting service {args.name!r} on {args.data}", flush=True)
+        say(f"taskservice: starting service {args.name!r} on {args.data}")
         service = TaskService.start(
             path=args.data,
             definitions=definitions,
@@ -69,22 +75,22 @@ def serve(args: argparse.Namespace) -> int:
         try:
             if http is not None:
                 serving = http.serve(service)
-                print(f"taskservice: HTTP API on {serving.address}", flush=True)
+                say(f"taskservice: HTTP API on {serving.address}")
                 if http.dashboard and serving.address.startswith("http"):
                     mode = " (read-only)" if http.read_only else ""
-                    print(f"taskservice: dashboard on {serving.address}/ui/{mode}", flush=True)
+                    say(f"taskservice: dashboard on {serving.address}/ui/{mode}")
             where = (
                 f", metrics on http://{args.metrics_host}:{service.metrics_server.port}/metrics"
                 if service.metrics_server is not None
                 else ""
             )
             names = ", ".join(definition.name for definition in definitions)
-            print(f"taskservice serving {names} from {args.data}{where}", flush=True)
+            say(f"taskservice serving {names} from {args.data}{where}")
             if service.unrecovered:
-                print(f"left {len(service.unrecovered)} task(s) of unknown definitions untouched")
+                say(f"left {len(service.unrecovered)} task(s) of unknown definitions untouched")
             received = signals.wait()
         finally:
-            print("stopping: letting running attempts finish", flush=True)
+            say("stopping: letting running attempts finish")
             try:
                 # the API stays up meanwhile: new runs get 503 ServiceStopped, and
                 # waiting result requests end with it
@@ -94,7 +100,7 @@ def serve(args: argparse.Namespace) -> int:
                     serving.close()
                 elif http is not None:
                     http.sock.close()
-    print(f"stopped ({received.name})", flush=True)
+    say(f"stopped ({received.name})")
     return 0
 
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -26,7 +27,8 @@ def work_execute(props: dict[str, Any], ctx: TaskContext, emit: Any) -> dict[str
 
 
 def gate_execute(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
-    print(f"gate waiting {ctx.task_id}", flush=True)
+    sys.stdout.write(f"gate waiting {ctx.task_id}\n")  # one write: never split by others
+    sys.stdout.flush()
     with open(props["fifo"], encoding="utf-8") as fifo:  # blocks until the test opens it
         return fifo.read()
 
