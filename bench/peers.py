@@ -4,7 +4,11 @@
 
 Workloads (every task runs the same body, `peers_workloads.base.Probe.execute`):
 
-- throughput: `--tasks` no-op tasks submitted from 8 threads, then every one awaited;
+- throughput: `--tasks` no-op tasks submitted from 8 threads in batches of 100
+  (`submit_many`), then every one awaited;
+- plain: the harness a user writes first: `--plain-tasks` no-op tasks, one
+  `submit` call per task (taskservice: `service.run()`), from 1 thread and from
+  8 request-handler threads, then every one awaited;
 - latency: no-op tasks offered at a fixed rate (500/s and 2,000/s, `--latency-seconds`
   each) on a monotonic schedule, handed to 8 submitting threads; latency is the
   time from the submitting call to the completion callback (and, to show queueing
@@ -73,6 +77,10 @@ class Spec:
     copies: int = 1
     rate: float = 0.0
     seconds: float = 0.0
+    threads: int = 0
+    """Submitting threads (0: `--threads`)."""
+    per_call: bool = False
+    """One `submit` per task, never `submit_many`."""
 
 
 @dataclass
@@ -172,8 +180,13 @@ def run_batch(
         barrier.wait()
         chunk = chunks[index]
         try:
-            for start in range(0, len(chunk), SUBMIT_BATCH):
-                mine.extend(system.submit_many(spec.kind, chunk[start : start + SUBMIT_BATCH]))
+            if spec.per_call:
+                submit = system.submit
+                kind = spec.kind
+                mine.extend([submit(kind, i) for i in chunk])
+            else:
+                for start in range(0, len(chunk), SUBMIT_BATCH):
+                    mine.extend(system.submit_many(spec.kind, chunk[start : start + SUBMIT_BATCH]))
         except BaseException as error:
             failures.append(error)
 
@@ -332,7 +345,7 @@ def measure(
     try:
         system.start(probe)
         runner = run_latency if spec.workload == "latency" else run_batch
-        record = runner(system, probe, spec, threads, timeout)
+        record = runner(system, probe, spec, spec.threads or threads, timeout)
     except Exception as failure:
         error = f"{type(failure).__name__}: {failure}"
     finally:
@@ -365,6 +378,20 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
                 unique=args.tasks,
             )
         )
+    if "plain" in wanted:
+        for count in (1, args.threads):
+            specs.append(
+                Spec(
+                    f"plain@{count}",
+                    "plain",
+                    f"(a{'1' if count == 1 else '2'}) plain usage: {args.plain_tasks:,} no-op "
+                    f"tasks, one `run()` per task from {count} "
+                    f"thread{'s' if count > 1 else ''}, then all awaited",
+                    unique=args.plain_tasks,
+                    threads=count,
+                    per_call=True,
+                )
+            )
     if "latency" in wanted:
         for rate in args.rates:
             specs.append(
@@ -697,6 +724,7 @@ def spec_table(spec: Spec, rows: dict[str, dict[str, Any]], systems: list[System
         unit = "submissions/s" if spec.workload == "dedup" else "tasks/s"
         extra = {
             "throughput": "executions",
+            "plain": "executions",
             "progress": f"progress reports/s (x{PROGRESS_STEPS})",
             "retry": "executions (expected)",
             "dedup": "executions (distinct props)",
@@ -873,6 +901,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="2,000 tasks, 2 runs, 1 s latency")
     parser.add_argument("--runs", type=int, help="runs per cell (default 5; --quick 2)")
     parser.add_argument("--tasks", type=int, help="(a) tasks (default 20,000; --quick 2,000)")
+    parser.add_argument(
+        "--plain-tasks", type=int, help="(a1, a2) tasks (default tasks/4; --quick 1,000)"
+    )
     parser.add_argument("--progress-tasks", type=int, help="(c) tasks (default tasks/20)")
     parser.add_argument("--retry-tasks", type=int, help="(d) tasks (default tasks/5)")
     parser.add_argument("--dup-props", type=int, help="(e) distinct props (default tasks/10)")
@@ -885,8 +916,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workloads",
-        default="throughput,latency,progress,retry,dedup",
-        help="comma-separated subset of throughput,latency,progress,retry,dedup",
+        default="throughput,plain,latency,progress,retry,dedup",
+        help="comma-separated subset of throughput,plain,latency,progress,retry,dedup",
     )
     parser.add_argument("--huey-initial-delay", type=float, default=0.001)
     parser.add_argument("--huey-max-delay", type=float, default=0.1)
@@ -911,6 +942,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.tasks = 2000 if args.quick else 20000
     if args.latency_seconds is None:
         args.latency_seconds = 1.0 if args.quick else 3.0
+    if args.plain_tasks is None:
+        args.plain_tasks = max(1, args.tasks // 4)
     if args.progress_tasks is None:
         args.progress_tasks = max(1, args.tasks // 20)
     if args.retry_tasks is None:
@@ -918,7 +951,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.dup_props is None:
         args.dup_props = max(1, args.tasks // 10)
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    unknown = set(args.workloads) - {"throughput", "latency", "progress", "retry", "dedup"}
+    unknown = set(args.workloads) - {"throughput", "plain", "latency", "progress", "retry", "dedup"}
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     return args

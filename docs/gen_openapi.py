@@ -332,6 +332,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         (*BODY_ERRORS, "UnknownDefinition", *SUBMIT_ERRORS),
         body=RunRequest,
         doc=TaskService.run,
+        notes="Over HTTP the answer always names the task: it is sent once the supervisor "
+        "has answered the run (in `durable` mode, once the task is on disk).",
     ),
     ("POST", "/v1/runs/many"): Endpoint(
         "Run many tasks at once",

@@ -28,7 +28,12 @@ from .requests import check_cause, prepare_run, run_item
 from .runs import Pending, TaskRun
 from .storage import StoreError, TaskStore
 
-__all__ = ["Submitting"]
+__all__ = ["UNANSWERED_RUNS", "Submitting"]
+
+UNANSWERED_RUNS = 100
+"""A `batched` or `memory` `run()` waits for the supervisor's answer when more
+messages than this wait in its mailbox: callers cannot run ahead of it without
+bound (the back-pressure a waited-for answer gives)."""
 
 R = TypeVar("R")
 M = TypeVar("M", Run, RunMany, Cancel)
@@ -60,7 +65,7 @@ class Submitting:
         at: int | datetime.datetime | None = None,
         priority: int = 0,
     ) -> TaskRun[R]:
-        """Create or reuse a task in a cause and run it; returns once it is stored.
+        """Create or reuse a task in a cause and run it.
 
         A task of the same definition and props in the same cause (and for the
         same client) is reused unless older than `expire` ms: joined while it
@@ -78,6 +83,14 @@ class Submitting:
         higher starts first; equal priorities start in arrival order. It is
         stored with a new task; a run that reuses a task leaves its priority
         as it is. A priority that is not an int raises `TypeError`.
+
+        In `durable` mode `run` returns once the task is on disk. In `batched`
+        and `memory` modes, which acknowledge before the commit anyway, it
+        returns as soon as the run is handed to the supervisor: the returned
+        run's `task`, `task_object` and `created` wait for the supervisor's
+        answer when first read (see `TaskRun`). When more than
+        `UNANSWERED_RUNS` messages wait for the supervisor, `run` waits for
+        its answer as in `durable` mode, so callers cannot run ahead of it.
         """
         run = self._hand_over(
             self._prepare(
@@ -92,7 +105,13 @@ class Submitting:
                 priority=priority,
             )
         )
-        return self._pending(run).wait()
+        pending = self._pending(run)
+        if (
+            self.store.durability == "durable"  # acknowledged means on disk
+            or self.supervisor.actor_inbox.qsize() > UNANSWERED_RUNS
+        ):
+            return pending.wait()
+        return pending.accepted(run.cause_type, run.cause)
 
     def submit_subtask(
         self,

@@ -20,8 +20,15 @@ from typing import Any, ClassVar, Literal
 Kind = Literal["noop", "progress", "flaky"]
 """What a task does: nothing; report progress 100 times; fail its first attempt (30 %)."""
 
-Workload = Literal["throughput", "latency", "progress", "retry", "dedup"]
-ALL_WORKLOADS: tuple[Workload, ...] = ("throughput", "latency", "progress", "retry", "dedup")
+Workload = Literal["throughput", "plain", "latency", "progress", "retry", "dedup"]
+ALL_WORKLOADS: tuple[Workload, ...] = (
+    "throughput",
+    "plain",
+    "latency",
+    "progress",
+    "retry",
+    "dedup",
+)
 
 PROGRESS_STEPS = 100
 """Progress reports per `progress` task."""

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from .base import Kind, Probe, System
 
-FLOOR_WORKLOADS = frozenset({"throughput", "latency"})
+FLOOR_WORKLOADS = frozenset({"throughput", "plain", "latency"})
 
 
 class ThreadPoolFloor(System):

@@ -49,7 +49,7 @@ class SupervisorBase(FastActor):
     _stopping: bool
     _drain: Drain | None
     _mailbag: Mailbag
-    _unreleased: list[LiveTask] | None
+    _unreleased: list[LiveTask]
     _waiting: dict[str, Waiting]
     """Tasks stored `scheduled` (by id): each is a timer, not a live task."""
     _waiting_new: dict[tuple[str, str, str], Waiting]
@@ -99,4 +99,7 @@ class SupervisorBase(FastActor):
         raise NotImplementedError
 
     def _stop_waiting(self) -> None:
+        raise NotImplementedError
+
+    def _release_new(self) -> None:
         raise NotImplementedError

@@ -123,6 +123,7 @@ class RecoveryMixin(SupervisorBase):
             message.reply.set_result(None)
 
     def on_stop(self) -> None:
+        self._release_new()  # acknowledged queued tasks are stored before the store closes
         self._stop_waiting()
         stopped = ServiceStopped("the task service stopped before this task finished")
         for live in self._live.values():

@@ -56,6 +56,10 @@ __all__ = ["Run", "RunMany", "RunOutcome", "Supervisor", "admit"]
 
 log = logging.getLogger("taskservice.supervisor")
 
+UNRELEASED = 100
+"""New tasks waiting for a slot whose created snapshots are held for one write
+(see `Supervisor._unreleased`)."""
+
 
 class _Later:
     """A reply an actor gives once `future` resolves, converted by `convert`."""
@@ -104,8 +108,10 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
         self._stopping = False
         self._drain: Drain | None = None
         self._mailbag = Mailbag(self.actor_ref)
-        self._unreleased: list[LiveTask] | None = None
-        """While a `RunMany` is handled: new tasks whose held snapshot it writes at its end."""
+        self._unreleased: list[LiveTask] = []
+        """New tasks that did not start at once, whose created snapshot is held:
+        written together once the mailbox is empty, `UNRELEASED` have gathered,
+        or a `RunMany` ends (`_release_new`)."""
         self._real_clock = runtime.clock is SYSTEM_CLOCK
         """Ids are made from the real clock: `now` serves when it is that one."""
         self._waiting: dict[str, Waiting] = {}
@@ -124,6 +130,9 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
                     response = handler(self, message)
                 else:  # pykka's own messages (stop, proxy calls) and unknown ones
                     response = self._handle_receive(message)
+                unreleased = self._unreleased
+                if unreleased and (len(unreleased) >= UNRELEASED or inbox.empty()):
+                    self._release_new()
             except Exception as error:
                 if envelope.reply_to is not None:
                     envelope.reply_to.set_exception()
@@ -273,10 +282,8 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
             live.committed = True
             run.reply.set_result((live, True))
             self._dispatch(live)
-            if self._unreleased is not None:
+            if live.held is not None:  # it waits for a slot: written with others
                 self._unreleased.append(live)
-            else:
-                live.release()
             return
         live.await_commit(run.reply)
         if self._can_start(live):
@@ -289,8 +296,6 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
 
     def _on_run_many(self, message: RunMany) -> None:
         on_run = self._on_run
-        unreleased: list[LiveTask] = []
-        self._unreleased = unreleased
         try:
             for run in message.runs:
                 try:
@@ -300,17 +305,20 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
                     if not run.reply.done():
                         run.reply.set_exception(error)
         finally:
-            self._unreleased = None
-            # The created snapshots of the new tasks that did not start at once
-            # (the others went with their running snapshot): one write for all.
-            held = [task for live in unreleased if (task := live.take_held()) is not None]
-            if held:
-                try:
-                    self._rt.store.submit_new(Checked(held), log_unwritten)
-                except Exception:
-                    log.exception(
-                        "the created snapshots of %d queued tasks were not written", len(held)
-                    )
+            self._release_new()
+
+    def _release_new(self) -> None:
+        """Write the held created snapshots of new tasks that did not start at
+        once (the others went with their running snapshot): one write for all."""
+        unreleased, self._unreleased = self._unreleased, []
+        held = [task for live in unreleased if (task := live.take_held()) is not None]
+        if held:
+            try:
+                self._rt.store.submit_new(Checked(held), log_unwritten)
+            except Exception:
+                log.exception(
+                    "the created snapshots of %d queued tasks were not written", len(held)
+                )
 
     def _adopt(self, live: LiveTask, run: Run) -> None:
         """A subtask joined by another parent reports progress to the first one only."""
