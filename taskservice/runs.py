@@ -169,9 +169,7 @@ class TaskRun(Generic[R]):
         """
         if self._ack is not None:
             began = time.monotonic()
-            self._answered(
-                None if timeout is None else min(max(timeout, 0.0), self._ack_timeout)
-            )
+            self._answered(None if timeout is None else min(max(timeout, 0.0), self._ack_timeout))
             if timeout is not None:
                 timeout = max(0.0, timeout - (time.monotonic() - began))
         try:

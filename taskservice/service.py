@@ -7,6 +7,7 @@ import contextlib
 import datetime
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterable
@@ -224,6 +225,9 @@ class TaskService(Submitting, Observing):
             self.runtime, definitions, max_concurrency
         )
         """The supervisor actor: other actors send it `RunTask` messages."""
+        inbox = self.supervisor.actor_inbox
+        assert isinstance(inbox, queue.SimpleQueue | queue.Queue)
+        self._mailbox = inbox
         self.runtime.supervisor = self.supervisor
         self.periodic = Periodic(
             definitions.values(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import queue
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -49,6 +50,8 @@ class Submitting:
     runtime: Runtime
     _stopped: bool
     _ack_timeout: float
+    _mailbox: queue.SimpleQueue[Any] | queue.Queue[Any]
+    """The supervisor's inbox, for its length."""
 
     # -- running tasks --------------------------------------------------------
 
@@ -108,7 +111,7 @@ class Submitting:
         pending = self._pending(run)
         if (
             self.store.durability == "durable"  # acknowledged means on disk
-            or self.supervisor.actor_inbox.qsize() > UNANSWERED_RUNS
+            or self._mailbox.qsize() > UNANSWERED_RUNS
         ):
             return pending.wait()
         return pending.accepted(run.cause_type, run.cause)
