@@ -374,7 +374,7 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
                 "throughput",
                 "throughput",
                 f"(a) throughput: {args.tasks:,} no-op tasks, submitted from "
-                f"{args.threads} threads, then all awaited",
+                f"{args.threads} threads in batches of {SUBMIT_BATCH}, then all awaited",
                 unique=args.tasks,
             )
         )
@@ -385,7 +385,7 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
                     f"plain@{count}",
                     "plain",
                     f"(a{'1' if count == 1 else '2'}) plain usage: {args.plain_tasks:,} no-op "
-                    f"tasks, one `run()` per task from {count} "
+                    f"tasks, one submitting call per task (taskservice `run()`) from {count} "
                     f"thread{'s' if count > 1 else ''}, then all awaited",
                     unique=args.plain_tasks,
                     threads=count,

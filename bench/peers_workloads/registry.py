@@ -19,7 +19,6 @@ def build_systems(
     """Every system, taskservice first, floors last; add a new adapter here."""
     return [
         TaskServiceSystem("durable"),
-        TaskServiceSystem("durable", per_run=True),
         TaskServiceSystem("batched"),
         TaskServiceSystem("memory"),
         DramatiqSystem(),

@@ -38,15 +38,12 @@ class TaskServiceSystem(System):
         "dedup": "built in: same definition + props in the same cause is reused by hash "
         "(joined while running, result returned once done)",
         "setup": "`TaskService.start(path=<tmp>, durability=..., max_concurrency=8)`, "
-        "one fresh store per run; 8 threads submit with `run_many` in batches of 100 "
-        "(the `run() each` row: one `run()` per task)",
+        "one fresh store per run; `submit_many` is one `run_many`, `submit` one `run()`",
     }
 
-    def __init__(self, durability: str, per_run: bool = False) -> None:
+    def __init__(self, durability: str) -> None:
         self.durability = durability
-        self.per_run = per_run
-        """Submit with one `run()` per task even where `run_many` could batch them."""
-        self.label = f"taskservice {durability}" + (" (run() each)" if per_run else "")
+        self.label = f"taskservice {durability}"
         self._service: TaskService | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._definitions: dict[str, TaskDefinition[Any, Any]] = {}
@@ -85,8 +82,6 @@ class TaskServiceSystem(System):
         return run.as_future()
 
     def submit_many(self, kind: Kind, items: Sequence[int]) -> list[Future[Any]]:
-        if self.per_run:
-            return [self.submit(kind, i) for i in items]
         assert self._service is not None
         definition = self._definitions[kind]
         cause = self._cause
