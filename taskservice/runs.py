@@ -42,7 +42,8 @@ class TaskRun(Generic[R]):
     A run of a `batched` or `memory` service is returned as soon as it is
     handed to the supervisor, before the supervisor has answered which task it
     created or joined: `task`, `task_object` and `created` wait for that
-    answer when first read (it comes within microseconds), and raise what the
+    answer when first read (it comes once the supervisor reaches the run in
+    its mailbox), and raise what the
     run would have raised (`ServiceStopped`, for one). `cause_type` and
     `cause` are known at once. A `durable` service answers a run only once the
     task is on disk, so there `run()` itself waits.
@@ -68,20 +69,22 @@ class TaskRun(Generic[R]):
         typed: Callable[[Any], Any] | None = None,
     ):
         self._ack: Reply[tuple[Held | Task, bool]] | None = None
-        """The supervisor's answer to an accepted run, until it is read (see `accepted`)."""
+        """The supervisor's answer to an accepted run, until it is read (see `_accepted`)."""
         self._ack_timeout = 0.0
         self._error: BaseException | None = None
         """What the supervisor answered instead of a task (the run failed)."""
         self._task_object: Task | None = task_object
         self.cause_type: str = task_object.cause_type
+        """The cause type the run was made in."""
         self.cause: str = task_object.cause
+        """The cause the run was made in."""
         self._created = created
         self._future = future
         self._typed = typed
         """Converts the stored result to the definition's `result_type`, when it has one."""
 
     @classmethod
-    def accepted(
+    def _accepted(
         cls,
         ack: Reply[tuple[Held | Task, bool]],
         typed: Callable[[Any], Any] | None,
@@ -276,8 +279,8 @@ class Pending:
         self._ack_timeout = ack_timeout
 
     def accepted(self, cause_type: str, cause: str) -> TaskRun[Any]:
-        """The run at once, its answer read when first needed (`TaskRun.accepted`)."""
-        return TaskRun.accepted(self._reply, self._typed, self._ack_timeout, cause_type, cause)
+        """The run at once, its answer read when first needed (`TaskRun._accepted`)."""
+        return TaskRun._accepted(self._reply, self._typed, self._ack_timeout, cause_type, cause)
 
     def wait(self) -> TaskRun[Any]:
         """Block until the supervisor answers; the run."""

@@ -94,8 +94,6 @@ class EventLoop:
         self._stopped = False
         self._last_warning = -warn_every
         self._unlogged = 0
-        self.tasks: set[asyncio.Task[Any]] = set()
-        """The attempts in flight (strong references: the loop keeps only weak ones)."""
         self.max_lag = 0.0
         """The largest lag measured so far, in seconds."""
 
@@ -126,10 +124,9 @@ class EventLoop:
         loop = self._loop
         assert loop is not None
         task = loop.create_task(coroutine)
+        # The handle keeps the task alive (the loop holds only a weak reference):
+        # its task actor and its live task hold the handle until the attempt ends.
         handle.task = task
-        tasks = self.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
         return task
 
     def _start(self) -> asyncio.AbstractEventLoop:
@@ -205,7 +202,7 @@ class EventLoop:
             return
 
         def halt() -> None:
-            for task in list(self.tasks):
+            for task in asyncio.all_tasks(loop):  # the attempts and what they started
                 task.cancel()
             # One more turn lets the cancelled tasks run their `finally` blocks.
             loop.call_soon(loop.stop)

@@ -121,7 +121,13 @@ class Supervisor(AttemptsMixin, CancelMixin, DelayedMixin, RecoveryMixin, Superv
         inbox = self.actor_inbox
         handlers = self._handlers
         stopped = self.actor_stopped
+        envelope: Any = None
+        message: Any = None
+        response: Any = None
         while not stopped.is_set():
+            # Nothing of the last message is held while the next is awaited (a
+            # `RunMany` would keep every run's request alive until then).
+            envelope = message = response = None
             envelope = inbox.get()
             message = envelope.message
             handler = handlers.get(type(message))

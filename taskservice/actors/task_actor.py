@@ -23,6 +23,9 @@ __all__ = ["AttemptEnded", "TaskActor"]
 
 log = logging.getLogger("taskservice.tasks")
 
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, dict, list, tuple})
+"""Result types that are never awaitable: no ABC check for them."""
+
 
 class UnstorableResult(TaskNoRetry):
     """`execute` returned a value msgspec cannot encode; retrying would not help."""
@@ -180,7 +183,7 @@ class TaskActor(PooledActor):
         try:
             props = definition.props_for_execute(live.task.properties)
             result = self._call(props, ctx)
-            if inspect.isawaitable(result):
+            if type(result) not in _PLAIN and inspect.isawaitable(result):
                 self._continue_on_loop(result, ctx, props, started_at, on_loop)
                 return None
             result = self._checked(result)

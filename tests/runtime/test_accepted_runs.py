@@ -48,7 +48,7 @@ def snapshot(**changes: Any) -> Task:
 
 def test_an_accepted_run_knows_its_cause_before_the_answer() -> None:
     ack: Reply[Any] = Reply()
-    run = TaskRun.accepted(ack, None, 5.0, "upload", "u1")
+    run = TaskRun._accepted(ack, None, 5.0, "upload", "u1")
     assert (run.cause_type, run.cause) == ("upload", "u1")
     assert not run.done()
     assert "unanswered" in repr(run)
@@ -58,7 +58,7 @@ def test_an_accepted_run_knows_its_cause_before_the_answer() -> None:
 
 def test_an_answer_with_a_finished_task_gives_its_stored_result() -> None:
     ack: Reply[Any] = Reply()
-    run = TaskRun.accepted(ack, None, 5.0, "c", "c1")
+    run = TaskRun._accepted(ack, None, 5.0, "c", "c1")
     ack.set_result((snapshot(state="done", result={"k": 2}), False))
     assert run.task == "t1" and run.created is False
     assert run.done()
@@ -68,7 +68,7 @@ def test_an_answer_with_a_finished_task_gives_its_stored_result() -> None:
 
 def test_an_answer_with_an_error_is_raised_by_every_way_of_reading_the_run() -> None:
     ack: Reply[Any] = Reply()
-    run = TaskRun.accepted(ack, None, 5.0, "c", "c1")
+    run = TaskRun._accepted(ack, None, 5.0, "c", "c1")
     called: list[TaskRun[Any]] = []
     run.add_done_callback(called.append)
     future = run.as_future()
@@ -90,7 +90,7 @@ def test_an_answer_with_an_error_is_raised_by_every_way_of_reading_the_run() -> 
 
 def test_a_result_type_converts_the_result_of_an_accepted_run() -> None:
     ack: Reply[Any] = Reply()
-    run = TaskRun.accepted(ack, str, 5.0, "c", "c1")
+    run = TaskRun._accepted(ack, str, 5.0, "c", "c1")
     ack.set_result((snapshot(state="done", result=7), False))
     assert run.result(0) == "7"
     assert run.as_future().result(0) == "7"
