@@ -195,14 +195,9 @@ class RayWorkerContext(RemoteContext):
         """Publish an event to subscribers of `name`."""
         self._outbox.put((_MESSAGE, encode(EmitEvent(name=name, data=data)), 0))
 
-    def run(
-        self,
-        definition: Any,
-        props: dict[str, Any],
-        progress_factor: float = 1.0,
-        expire: int | None = None,
+    def _run_blocking(
+        self, definition: Any, props: dict[str, Any], progress_factor: float, expire: int | None
     ) -> Any:
-        """Run a subtask through the supervisor (hash reuse applies); returns its result."""
         name = definition if isinstance(definition, str) else definition.name
         waiter: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         with self._lock:

@@ -11,10 +11,14 @@ pipe ends (the service is gone) it kills the worker's process group at once
 from __future__ import annotations
 
 import abc
+import asyncio
 import importlib
+import inspect
+import itertools
 import queue
 import threading
 import traceback
+from collections.abc import Awaitable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -115,7 +119,6 @@ class RemoteContext(abc.ABC):
     ) -> None:
         """Report progress to the task actor (stored at most every 400 ms)."""
 
-    @abc.abstractmethod
     def run(
         self,
         definition: Any,
@@ -123,7 +126,34 @@ class RemoteContext(abc.ABC):
         progress_factor: float = 1.0,
         expire: int | None = None,
     ) -> Any:
-        """Run a subtask through the supervisor (hash reuse applies); returns its result."""
+        """Run a subtask through the supervisor (hash reuse applies); returns its result.
+
+        Inside an async execute it returns an awaitable instead (`await ctx.run(...)`),
+        as in the service's process.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._run_blocking(definition, props, progress_factor, expire)
+        return self.run_async(definition, props, progress_factor, expire)
+
+    async def run_async(
+        self,
+        definition: Any,
+        props: dict[str, Any],
+        progress_factor: float = 1.0,
+        expire: int | None = None,
+    ) -> Any:
+        """`run` for an async execute: the wait for the subtask does not block the loop."""
+        return await asyncio.to_thread(
+            self._run_blocking, definition, props, progress_factor, expire
+        )
+
+    @abc.abstractmethod
+    def _run_blocking(
+        self, definition: Any, props: dict[str, Any], progress_factor: float, expire: int | None
+    ) -> Any:
+        """Ask the service to run a subtask; block until it ends; its result."""
 
 
 class WorkerContext(RemoteContext):
@@ -131,7 +161,7 @@ class WorkerContext(RemoteContext):
 
     def __init__(self, channel: _Channel, start: Start) -> None:
         self._channel = channel
-        self._requests = 0
+        self._requests = itertools.count(1)
         super().__init__(start)
 
     @property
@@ -156,18 +186,12 @@ class WorkerContext(RemoteContext):
         """Publish an event to subscribers of `name`."""
         self._channel.send(EmitEvent(name=name, data=data))
 
-    def run(
-        self,
-        definition: Any,
-        props: dict[str, Any],
-        progress_factor: float = 1.0,
-        expire: int | None = None,
+    def _run_blocking(
+        self, definition: Any, props: dict[str, Any], progress_factor: float, expire: int | None
     ) -> Any:
-        """Run a subtask through the supervisor (hash reuse applies); returns its result."""
         self.check_cancelled()
         name = definition if isinstance(definition, str) else definition.name
-        self._requests += 1
-        request = self._requests
+        request = next(self._requests)  # atomic: several threads may ask at once
         waiter: queue.SimpleQueue[SubtaskReply] = queue.SimpleQueue()
         with self._channel.replies_lock:
             self._channel.replies[request] = waiter
@@ -200,7 +224,9 @@ class WorkerContext(RemoteContext):
 def run_start(start: Start, ctx: Any) -> bytes:
     """Run one attempt where the worker is (process or Ray); its encoded `Done`.
 
-    `ctx` is the worker's context (it has `emit`). A result msgspec cannot
+    An `async def` execute (or cleanup) runs to its end on an event loop of
+    its own (`asyncio.run`): a worker runs one attempt at a time, so the loop
+    has it alone. `ctx` is the worker's context (it has `emit`). A result msgspec cannot
     encode fails the attempt as `TaskNoRetry`; `cleanup` runs afterwards.
     """
     props: Any = start.props
@@ -212,6 +238,8 @@ def run_start(start: Start, ctx: Any) -> bytes:
             result = function(props, ctx, RuntimeError(start.fallback_error))
         else:
             result = function(props, ctx, ctx.emit)
+        if inspect.isawaitable(result):  # an async execute: its own loop, here
+            result = asyncio.run(_awaited(result))
         try:
             return encode(Done(ok=True, result=result))
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as bad:
@@ -221,9 +249,16 @@ def run_start(start: Start, ctx: Any) -> bytes:
     finally:
         if start.cleanup is not None:
             try:
-                resolve(start.cleanup)(props, ctx)
+                cleaned = resolve(start.cleanup)(props, ctx)
+                if inspect.isawaitable(cleaned):
+                    asyncio.run(_awaited(cleaned))
             except BaseException:
                 traceback.print_exc()
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    """`asyncio.run` takes a coroutine; an execute may return any awaitable."""
+    return await awaitable
 
 
 def _failure(error: BaseException) -> Done:

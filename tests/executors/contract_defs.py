@@ -9,6 +9,7 @@ service that runs the parent.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import time
@@ -84,6 +85,28 @@ def spin(props: dict[str, Any], ctx: Any, emit: Any) -> None:
             time.sleep(0.02)
 
 
+async def async_parent(props: dict[str, Any], ctx: Any, emit: Any) -> dict[str, Any]:
+    """An `async def` execute: awaits, reports progress, awaits two subtasks at once."""
+    await asyncio.sleep(0.01)
+    ctx.progress(1, 2, "halfway")
+    squares = await asyncio.gather(*(ctx.run("childSquare", {"x": x}) for x in props["xs"]))
+    return {"pid": os.getpid(), "sum": sum(squares)}
+
+
+async def async_cleanup(props: dict[str, Any], ctx: Any) -> None:
+    """An `async def` cleanup: leaves a file behind to show it ran to its end."""
+    await asyncio.sleep(0.01)
+    with open(props["cleaned"], "w") as cleaned:
+        cleaned.write("cleaned")
+
+
+async def async_flaky(props: dict[str, Any], ctx: Any, emit: Any) -> str:
+    await asyncio.sleep(0)
+    if ctx.attempt < 2:
+        raise ValueError(f"async attempt {ctx.attempt} fails")
+    return f"ok after {ctx.attempt}"
+
+
 def crash(props: dict[str, Any], ctx: Any, emit: Any) -> None:
     """End the worker's process at once (never run it on the `thread` executor)."""
     os._exit(3)
@@ -108,6 +131,8 @@ class ContractDefinitions:
     SPIN: Definition
     STUCK: Definition
     CRASH: Definition
+    ASYNC_PARENT: Definition
+    ASYNC_FLAKY: Definition
 
     @property
     def all(self) -> list[Definition]:
@@ -124,6 +149,8 @@ class ContractDefinitions:
             self.SPIN,
             self.STUCK,
             self.CRASH,
+            self.ASYNC_PARENT,
+            self.ASYNC_FLAKY,
         ]
 
 
@@ -148,4 +175,6 @@ def definitions(executor: str) -> ContractDefinitions:
         SPIN=define("spin", spin),
         STUCK=define("stuck", spin, timeout=ATTEMPT_TIMEOUT[executor], max_retries=1),
         CRASH=define("crash", crash, max_retries=2, retry_delay=lambda n: 1),
+        ASYNC_PARENT=define("asyncParent", async_parent, cleanup=async_cleanup),
+        ASYNC_FLAKY=define("asyncFlaky", async_flaky, retry_delay=lambda n: 1),
     )

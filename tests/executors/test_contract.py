@@ -126,6 +126,25 @@ def test_subtasks_go_through_the_supervisor(
 
 
 @every_executor
+def test_an_async_execute_runs_on_every_executor(
+    service: TaskService, defs: ContractDefinitions, executor: str, tmp_path: Path
+) -> None:
+    cleaned = tmp_path / "cleaned"
+    run = service.run(defs.ASYNC_PARENT, {"xs": [2, 3], "cleaned": str(cleaned)}, "exec", "a1")
+    result = run.result(timeout=30)
+    assert result["sum"] == 13
+    assert (result["pid"] == os.getpid()) == (executor == "thread")
+    assert cleaned.read_text() == "cleaned"  # the async cleanup ran to its end
+    children = [t for t in service.view.tasks_by_root("exec", "a1") if t.name == "childSquare"]
+    assert len(children) == 2 and all(task.cause == run.task for task in children)
+    flaky = service.run(defs.ASYNC_FLAKY, {}, "exec", "a2")
+    assert flaky.result(timeout=30) == "ok after 2"
+    stored = service.view.task(flaky.task)
+    assert stored is not None and len(stored.retries) == 1
+    assert "async attempt 1 fails" in stored.retries[0].error
+
+
+@every_executor
 def test_parents_waiting_on_subtasks_do_not_hold_every_worker(
     service: TaskService, defs: ContractDefinitions
 ) -> None:
