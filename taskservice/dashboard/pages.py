@@ -1,4 +1,5 @@
-"""The dashboard's pages (GET): overview, causes, a cause's tree, a task, task lists.
+"""The dashboard's pages (GET): overview, causes, a cause's tree, a task, task lists,
+the periodic definitions.
 
 Each handler checks its query, reads through the service's views in a
 worker thread (`queries`, `overview`), and renders a template. A page that
@@ -31,7 +32,7 @@ from .overview import recent_causes
 from .queries import Filter, find, task_detail, task_list, tree_page
 from .render import app_root, link
 
-__all__ = ["cause", "causes", "overview", "task", "tasks"]
+__all__ = ["cause", "causes", "overview", "schedules", "task", "tasks"]
 
 LIMITS: Final = (25, 50, 100, 200, 500)
 """The page sizes a page may be asked for."""
@@ -214,6 +215,14 @@ async def tasks(dash: Dashboard, request: Request) -> Response:
             gt=gt,
             now=_now(),
         )
+
+    return await _guarded(dash, request, render())
+
+
+async def schedules(dash: Dashboard, request: Request) -> Response:
+    async def render() -> Response:
+        listed = await run_in_threadpool(dash.service.schedules)
+        return dash.page(request, "schedules", "schedules", schedules=listed, now=_now())
 
     return await _guarded(dash, request, render())
 

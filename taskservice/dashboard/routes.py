@@ -45,6 +45,7 @@ def dashboard_routes(service: Served, *, read_only: bool, token_set: bool) -> li
         Route("/cause", bind(pages.cause), name="cause"),
         Route("/tasks", bind(pages.tasks), name="tasks"),
         Route("/tasks/{task_id}", bind(pages.task), name="task"),
+        Route("/schedules", bind(pages.schedules), name="schedules"),
         Route("/tasks/{task_id}/cancel", bind(actions.cancel), methods=["POST"], name="cancel"),
         Route("/tasks/{task_id}/rerun", bind(actions.rerun), methods=["POST"], name="rerun"),
         Route("/cause/cancel", bind(actions.cancel_cause), methods=["POST"], name="cancel_cause"),

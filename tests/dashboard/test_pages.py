@@ -11,9 +11,11 @@ import re
 import httpx
 import pytest
 
-from taskservice import TaskFailed
+from taskservice import Cron, Every, TaskDefinition, TaskFailed
+from taskservice.dashboard import formatting
 from taskservice.metrics.hooks import MetricsHooks
 from taskservice.server.serving import Serving, bind
+from taskservice.testing import ManualClock
 from tests.dashboard.conftest import DashboardFactory
 from tests.dashboard.defs import DEFINITIONS, boom, echo, flaky, gate, stepper, tree
 from tests.dashboard.helpers import csrf, page, rows
@@ -330,3 +332,42 @@ def test_a_task_page_shows_a_delayed_runs_start_time(dashboard: DashboardFactory
     now = served.service.run(echo, {"x": "now"}, "remind", "r2")
     assert now.result(timeout=10)
     assert 'data-field="starts"' not in page(served.http, f"/ui/tasks/{now.task}")
+
+
+def _slot(props: dict[str, object], ctx: object, emit: object) -> object:
+    return props["slot"]
+
+
+def test_the_schedules_page_lists_each_periodic_definition_and_its_latest_slot(
+    services: Services,
+) -> None:
+    hour = 3_600_000
+    start = 1_900_000_800_000 // hour * hour  # a whole hour in 2030 (UTC)
+    clock = ManualClock(start / 1000)
+    every = TaskDefinition("heartbeat", _slot, schedule=Every(minutes=10))
+    nightly = TaskDefinition("nightly", _slot, schedule=Cron("0 3 * * *", catch_up="skip"))
+    service = services([every, nightly], durability="memory", clock=clock)
+    serving = Serving(service.asgi_app(), bind("127.0.0.1", 0))
+    try:
+        with httpx.Client(base_url=serving.address, timeout=30) as http:
+            html = page(http, "/ui/schedules")
+            assert 'aria-current="page"' in html.split("<h1>")[0].split("Schedules</a>")[0][-80:]
+            table = html.split('id="schedules"')[1]
+            assert table.index("heartbeat") < table.index("nightly")  # by name
+            assert "every 0:10:00" in table and "cron 0 3 * * *" in table and "skip" in table
+            assert 'href="/ui/cause?type=schedule&amp;cause=heartbeat"' in table
+            # the first ten-minute slot is waiting for its time: linked, with its state
+            first = start + 600_000
+            wait_for(lambda: service.schedules()[0].last_slot == first)
+            [listed] = [s for s in service.schedules() if s.name == "heartbeat"]
+            html = page(http, "/ui/schedules")
+            assert f'href="/ui/tasks/{listed.last_task}"' in html
+            assert 'data-state="scheduled"' in html
+            assert formatting.iso(first) in html
+            # its time comes: it runs, and the next slot becomes the latest
+            clock.advance(600)
+            wait_for(lambda: service.schedules()[0].last_slot == first + 600_000)
+            assert service.run(every, {"slot": first}, "schedule", "heartbeat").result(10) == first
+            assert formatting.iso(first + 600_000) in page(http, "/ui/schedules")
+    finally:
+        serving.close()
