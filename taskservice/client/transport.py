@@ -1,13 +1,15 @@
-"""Sending a `Call` and reading its answer, on httpcore's connection pools.
+"""Sending a `Call` and reading its answer.
 
-httpcore is the connection layer httpx is built on: a thread-safe pool of
-keep-alive connections, TCP or a Unix socket, with connect, read, write and
-pool timeouts. The client uses it directly for its calls, because httpx's
-own layer (URL and header models, cookies, event hooks, proxy lookup in the
-environment) cost about as much CPU per call as the connection underneath.
-The events stream (`subscribe`, `watch`) still reads Server-Sent Events
-through httpx and httpx-sse (`stream_client`, made the first time a stream
-is opened).
+The sync client sends its calls on its own keep-alive connections
+(`connections.Connections`: sockets, a request in one write, the stdlib's
+response parser); the asyncio client on httpcore's `AsyncConnectionPool`
+(httpcore is the connection layer httpx is built on), whose streams send a
+request's head and body in one write too (`one_write`). Neither goes through
+httpx's own layer (URL and header models, cookies, event hooks, proxy lookup
+in the environment), which cost about as much CPU per call as the connection
+underneath. The events stream (`subscribe`, `watch`) still reads Server-Sent
+Events through httpx and httpx-sse (`stream_client`, made the first time a
+stream is opened).
 
 Proxies: the client connects to the service directly. It reads no
 `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` from the environment (httpx would
@@ -25,7 +27,16 @@ import httpcore
 
 from .address import Address, Timeouts
 from .calls import Call
+from .connections import (
+    KEEPALIVE_EXPIRY,
+    MAX_CONNECTIONS,
+    MAX_KEEPALIVE,
+    SYNC_ERRORS,
+    ConnectFailed,
+    Connections,
+)
 from .errors import ServiceUnreachable
+from .one_write import OneWriteBackendAsync
 
 if TYPE_CHECKING:
     import httpx
@@ -49,15 +60,6 @@ TRANSPORT_ERRORS: Final = (
     httpcore.UnsupportedProtocol,
 )
 """httpcore's errors of the connection (what httpx calls a `TransportError`): no answer came."""
-
-MAX_CONNECTIONS: Final = 100
-"""Connections open at once per client (as httpx's default): more calls at once wait."""
-
-MAX_KEEPALIVE: Final = 20
-"""Idle connections kept for the next calls (as httpx's default)."""
-
-KEEPALIVE_EXPIRY: Final = 5.0
-"""Seconds an idle connection is kept (as httpx's default)."""
 
 USER_AGENT: Final = b"taskservice-client"
 
@@ -96,7 +98,11 @@ class Requests:
         )
 
     def headers(self, call: Call[Any]) -> list[tuple[bytes, bytes]]:
-        return self._read_headers if call.method == "GET" else self._change_headers
+        return self.headers_of(call.method)
+
+    def headers_of(self, method: str) -> list[tuple[bytes, bytes]]:
+        """The headers of a request of `method` (a change says its body is JSON)."""
+        return self._read_headers if method == "GET" else self._change_headers
 
     def body(self, call: Call[Any]) -> bytes | None:
         """The body; an empty one for a change without one (`Content-Length: 0`)."""
@@ -120,43 +126,61 @@ def _again(call: Call[Any], error: Exception, attempt: int) -> bool:
 
 
 class SyncTransport:
-    """A blocking `httpcore.ConnectionPool`, thread-safe: `send(call)` is the answer."""
+    """The sync client's calls on its own keep-alive connections (`Connections`):
+    thread-safe; `send(call)` is the answer."""
 
     def __init__(self, url: str, address: Address, token: str | None, timeouts: Timeouts) -> None:
         self.url = url
         self.requests = Requests(address, token, timeouts)
         self.ssl_context = ssl_context_for(address)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=self.ssl_context,
-            max_connections=MAX_CONNECTIONS,
-            max_keepalive_connections=MAX_KEEPALIVE,
-            keepalive_expiry=KEEPALIVE_EXPIRY,
-            uds=address.uds,
-        )
+        self._connections = Connections(address, timeouts, self.ssl_context)
+        self._read_head = _head_lines(self.requests.headers_of("GET"))
+        self._change_head = _head_lines(self.requests.headers_of("POST"))
         self._closed = False
+
+    def _head(self, call: Call[Any], body: bytes | None) -> bytes:
+        target = (self.requests.address.prefix + call.path).encode()
+        if call.params:
+            target += b"?" + urlencode(call.params).encode()
+        if body is None:
+            return b"%s %s HTTP/1.1\r\n%s\r\n" % (call.method.encode(), target, self._read_head)
+        return b"%s %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (
+            call.method.encode(),
+            target,
+            self._change_head,
+            len(body),
+        )
 
     def send(self, call: Call[T]) -> T:
         """Send `call` (once more after a lost answer if that is safe) and read its answer."""
         if self._closed:
             raise RuntimeError("the client is closed")
-        requests = self.requests
-        url, headers = requests.url(call), requests.headers(call)
-        body, extensions = requests.body(call), requests.extensions(call)
+        body = self.requests.body(call)
+        head = self._head(call, body)
         for attempt in (1, 2):
             try:
-                response = self._pool.request(
-                    call.method, url, headers=headers, content=body, extensions=extensions
+                status, content = self._connections.request(
+                    call.method, head, body or b"", call.wait
                 )
-            except TRANSPORT_ERRORS as error:
-                if _again(call, error, attempt):
+            except SYNC_ERRORS as error:
+                if attempt == 1 and (call.retry or isinstance(error, ConnectFailed)):
                     continue
                 raise _unreachable(self.url, call, error) from error
-            return call.finish(response.status, response.content)
+            return call.finish(status, content)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         self._closed = True
-        self._pool.close()
+        self._connections.close()
+
+
+def _head_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Header lines (`Name: value\\r\\n` each); a value that would break the request
+    (a control character, as a token with a line break) is refused."""
+    for name, value in headers:
+        if any((byte < 32 and byte != 9) or byte == 127 for byte in value):
+            raise ValueError(f"the {name.decode()} header has a control character")
+    return b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
 
 
 class AsyncTransport:
@@ -172,6 +196,7 @@ class AsyncTransport:
             max_keepalive_connections=MAX_KEEPALIVE,
             keepalive_expiry=KEEPALIVE_EXPIRY,
             uds=address.uds,
+            network_backend=OneWriteBackendAsync(),
         )
         self._closed = False
 
