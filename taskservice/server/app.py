@@ -213,5 +213,5 @@ def create_app(
         exception_handlers={kind: handle_error for kind in handled}
         | {Exception: handle_error},  # the rest: logged, 500, and raised to the server
     )
-    hot = HotRuns(app, service.run_async)  # POST /v1/runs without Starlette's layers
-    return Gate(hot, token, max_body, browser=PREFIX if dashboard else None)
+    hot = HotRuns(app, service)  # POST /v1/runs without Starlette's layers
+    return Gate(app, token, max_body, browser=PREFIX if dashboard else None, front=hot)

@@ -13,17 +13,14 @@ Starlette's `ServerErrorMiddleware` does).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import msgspec
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..runs import TaskRun
 from ..wire import API_PREFIX, RunRequest, RunResponse
 from .errors import HANDLED, BodyTooLarge, handle_error
 from .security import DEFAULT_MAX_BODY, route_path
+from .served import Served
 
 __all__ = ["HotRuns", "read_all"]
 
@@ -74,15 +71,12 @@ async def _answer(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-RunAsync = Callable[..., Awaitable[TaskRun[Any]]]
-
-
 class HotRuns:
-    """Answers `POST /v1/runs` with `run_async`; everything else goes to `app`."""
+    """Answers `POST /v1/runs` with `service.run_async`; everything else goes to `app`."""
 
-    def __init__(self, app: ASGIApp, run_async: RunAsync) -> None:
+    def __init__(self, app: ASGIApp, service: Served) -> None:
         self.app = app
-        self.run_async = run_async
+        self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or route_path(scope) != RUNS_PATH:
@@ -91,7 +85,7 @@ class HotRuns:
         try:
             limit: int = scope.get("state", {}).get("max_body", DEFAULT_MAX_BODY)
             body = _decode_run(await read_all(receive, limit))
-            run = await self.run_async(
+            run = await self.service.run_async(
                 body.definition,
                 body.props,
                 body.cause_type,
