@@ -1,22 +1,21 @@
 """The sync client's connections against a scripted HTTP/1.1 server on loopback:
 keep-alive, one write a request, connections the server closed, chunked answers;
-and the asyncio client's httpcore streams, which send a request in one write too."""
+and the same for the asyncio client's connections."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
-import httpcore
 import pytest
 
 from taskservice.client.address import parse, timeouts
+from taskservice.client.aio_connections import AsyncConnections
 from taskservice.client.connections import ConnectFailed, Connections
-from taskservice.client.one_write import OneWriteBackendAsync
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
 CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
@@ -120,36 +119,42 @@ def test_no_server_is_connect_failed() -> None:
         connections.request("GET", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"", 0.0)
 
 
-class CountingBackend(httpcore.AnyIOBackend):
-    """httpcore's asyncio backend, counting the writes its streams make."""
+def request_async(url: str, calls: int, head: bytes = HEAD) -> list[tuple[int, bytes]]:
+    """`calls` requests in turn through one `AsyncConnections`, in a new event loop."""
+    method = head.split(b" ", 1)[0].decode()
+    body = b'{"a":1}' if method == "POST" else b""
 
-    writes: list[bytes]
+    async def main() -> list[tuple[int, bytes]]:
+        connections = AsyncConnections(parse(url), timeouts(5.0, 1.0), None)
+        try:
+            return [await connections.request(method, head, body, 0.0) for _ in range(calls)]
+        finally:
+            await connections.aclose()
 
-    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        stream = await super().connect_tcp(*args, **kwargs)
-        write = stream.write
-
-        async def counted(buffer: bytes, timeout: float | None = None) -> None:
-            self.writes.append(buffer)
-            await write(buffer, timeout)
-
-        stream.write = counted  # type: ignore[method-assign]
-        return stream
+    return asyncio.run(main())
 
 
-def test_the_asyncio_streams_send_a_request_in_one_write() -> None:
-    counting = CountingBackend()
-    counting.writes = []
-    backend = OneWriteBackendAsync()
-    backend._backend = counting  # the socket's writes, under the one-write streams
-
-    async def main(url: str) -> tuple[int, bytes]:
-        async with httpcore.AsyncConnectionPool(network_backend=backend) as pool:
-            response = await pool.request(
-                "POST", f"{url}/v1/runs", headers={"Host": "x"}, content=b'{"a":1}'
-            )
-            return response.status, response.content
-
+def test_asyncio_calls_share_one_connection_and_a_request_is_one_write() -> None:
     with scripted(lambda _n, _data: (OK, False)) as (server, _connections):
-        assert asyncio.run(main(server.url)) == (200, b"{}")
-    assert len(counting.writes) == 1 and counting.writes[0].endswith(b'\r\n\r\n{"a":1}')
+        assert request_async(server.url, 3) == [(200, b"{}")] * 3
+        assert server.connections == 1
+        assert server.reads == [HEAD + b'{"a":1}'] * 3
+
+
+def test_asyncio_drops_closed_connections_and_reads_chunked_answers() -> None:
+    with scripted(lambda _n, _data: (CLOSE, False)) as (server, _connections):
+        assert request_async(server.url, 2) == [(200, b"{}")] * 2
+        assert server.connections == 2
+    get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    with scripted(lambda _n, _data: (CHUNKED, False)) as (server, _connections):
+        assert request_async(server.url, 2, get) == [(200, b"[1,2]")] * 2
+        assert server.connections == 1
+
+
+def test_asyncio_an_answer_that_is_not_http_raises() -> None:
+    not_http = b"SSH-2.0-OpenSSH\r\n\r\n"
+    with (
+        scripted(lambda _n, _data: (not_http, True)) as (server, _connections),
+        pytest.raises(http.client.HTTPException, match=r"not an HTTP/1\.1 answer"),
+    ):
+        request_async(server.url, 1)
