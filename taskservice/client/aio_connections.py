@@ -2,8 +2,7 @@
 
 As `connections.Connections` for the sync client: a request goes out in one
 write (request line, headers built once per client, body) and the answer
-is read with a small HTTP/1.1 reader (status line, headers, a body by
-`Content-Length`, chunked, or up to the end of the stream). httpcore's
+is parsed by httptools (the llhttp parser uvicorn's server side uses too). httpcore's
 asyncio side (through anyio: a cancel scope per read and write) cost about
 a millisecond of CPU per call, five times the call itself. Idle connections
 are kept (`MAX_KEEPALIVE`, for `KEEPALIVE_EXPIRY` seconds), one the server
@@ -17,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import ssl
 import time
 from typing import Final
+
+import httptools
 
 from .address import Address, Timeouts
 from .connections import (
@@ -33,71 +33,49 @@ from .connections import (
 
 __all__ = ["ASYNC_ERRORS", "AsyncConnections", "read_answer"]
 
-MAX_HEAD: Final = 65536
-"""The longest status line and headers an answer may have (asyncio's stream limit)."""
+READ_SIZE: Final = 65536
+"""Bytes read from a stream at a time."""
 
 
 ASYNC_ERRORS: Final = (
     OSError,  # ConnectFailed, PoolTimeout, TimeoutError, the connection's errors
     EOFError,  # asyncio.IncompleteReadError: the server closed the connection
-    asyncio.LimitOverrunError,
-    http.client.HTTPException,  # an answer that is not HTTP/1.1
+    httptools.HttpParserError,  # an answer that is not HTTP/1.1
 )
 """What a call raises when no answer came."""
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-def _bad(what: bytes) -> http.client.HTTPException:
-    return http.client.HTTPException(f"not an HTTP/1.1 answer: {what[:80]!r}")
+class _Answer:
+    """The parser's callbacks: the body's parts, and whether the answer is whole."""
+
+    __slots__ = ("body", "complete")
+
+    def __init__(self) -> None:
+        self.body: list[bytes] = []
+        self.complete = False
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
 
 
-async def _chunked(reader: asyncio.StreamReader) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        line = await reader.readuntil(b"\r\n")
-        try:
-            size = int(line.split(b";", 1)[0], 16)
-        except ValueError:
-            raise _bad(line) from None
-        if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
-                pass
-            return b"".join(chunks)
-        chunks.append(await reader.readexactly(size))
-        if await reader.readexactly(2) != b"\r\n":
-            raise _bad(b"chunk without its CRLF")
-
-
-async def read_answer(reader: asyncio.StreamReader, method: str) -> tuple[int, bytes, bool]:
-    """(status, body, whether the connection must be closed after it)."""
-    while True:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head[:-4].split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise _bad(lines[0])
-        status = int(parts[1])
-        if not 100 <= status < 200 or status == 101:
-            break  # an interim answer (100 Continue) is followed by the real one
-    headers: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise _bad(line)
-        headers[name.strip().lower()] = value.strip()
-    connection = headers.get(b"connection", b"").lower()
-    close = b"close" in connection or (parts[0] == b"HTTP/1.0" and b"keep-alive" not in connection)
-    if method == "HEAD" or status in (204, 304):
-        return status, b"", close
-    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-        return status, await _chunked(reader), close
-    length = headers.get(b"content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise _bad(b"Content-Length: " + length)
-        return status, await reader.readexactly(int(length)), close
-    return status, await reader.read(), True  # up to the end of the stream
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """(status, body, whether the connection must be closed after it), parsed by
+    httptools (llhttp, as uvicorn's server side): a body by `Content-Length` or
+    chunked, as the service always sends; a server that closes the connection
+    before its answer is whole raises `asyncio.IncompleteReadError`."""
+    answer = _Answer()
+    parser = httptools.HttpResponseParser(answer)
+    while not answer.complete:
+        data = await reader.read(READ_SIZE)
+        if not data:
+            raise asyncio.IncompleteReadError(b"", None)
+        parser.feed_data(data)
+    return parser.get_status_code(), b"".join(answer.body), not parser.should_keep_alive()
 
 
 class AsyncConnections:
@@ -118,7 +96,7 @@ class AsyncConnections:
         try:
             async with asyncio.timeout(self.timeouts.connect):
                 if address.uds is not None:
-                    return await asyncio.open_unix_connection(address.uds, limit=MAX_HEAD)
+                    return await asyncio.open_unix_connection(address.uds)
                 host = address.host.decode("ascii")
                 port = address.port or (443 if address.scheme == b"https" else 80)
                 return await asyncio.open_connection(  # TCP_NODELAY: asyncio's default
@@ -126,7 +104,6 @@ class AsyncConnections:
                     port,
                     ssl=self.ssl_context,
                     server_hostname=host if self.ssl_context is not None else None,
-                    limit=MAX_HEAD,
                 )
         except OSError as error:  # TimeoutError among them
             raise ConnectFailed(f"could not connect: {error!r}") from error
@@ -159,7 +136,7 @@ class AsyncConnections:
             try:
                 async with asyncio.timeout(self.timeouts.read + wait):
                     writer.write(head + body if body else head)
-                    status, content, close = await read_answer(reader, method)
+                    status, content, close = await read_answer(reader)
             except BaseException:
                 writer.close()
                 raise
