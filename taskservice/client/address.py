@@ -68,15 +68,11 @@ def parse(url: str) -> Address:
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """How long to wait (seconds): `connect` to connect, `read` for the rest (each
-    read or write of the socket, and for a connection of the pool)."""
+    read or write of the socket, and for a free connection of the pool; a call
+    the server holds on purpose, a result's long poll, adds its wait)."""
 
     connect: float
     read: float
-
-    def waiting(self, wait: float) -> dict[str, float]:
-        """httpcore's timeouts for a request the server may hold `wait` seconds on purpose."""
-        read = self.read + wait
-        return {"connect": self.connect, "read": read, "write": self.read, "pool": self.read}
 
 
 def timeouts(timeout: float, connect_timeout: float) -> Timeouts:

@@ -1,13 +1,16 @@
-"""Sending a `Call` and reading its answer, on httpcore's connection pools.
+"""Sending a `Call` and reading its answer.
 
-httpcore is the connection layer httpx is built on: a thread-safe pool of
-keep-alive connections, TCP or a Unix socket, with connect, read, write and
-pool timeouts. The client uses it directly for its calls, because httpx's
-own layer (URL and header models, cookies, event hooks, proxy lookup in the
-environment) cost about as much CPU per call as the connection underneath.
-The events stream (`subscribe`, `watch`) still reads Server-Sent Events
-through httpx and httpx-sse (`stream_client`, made the first time a stream
-is opened).
+The clients send their calls on keep-alive connections of their own: the
+sync client's `connections.Connections` (sockets, the stdlib's response
+parser), the asyncio client's `aio_connections.AsyncConnections` (asyncio's
+streams). A request goes out in one write (request line, headers built once
+per client, body), so the server reads it in one segment. httpx, and
+httpcore under it, cost several times the CPU of the call itself: httpx's
+layer (URL and header models, cookies, event hooks, proxy lookup in the
+environment), httpcore's pure-Python HTTP/1.1 state machine (h11), and on
+asyncio anyio's cancel scopes around every read and write. The events
+stream (`subscribe`, `watch`) still reads Server-Sent Events through httpx
+and httpx-sse (`stream_client`, made the first time a stream is opened).
 
 Proxies: the client connects to the service directly. It reads no
 `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` from the environment (httpx would
@@ -24,14 +27,15 @@ from urllib.parse import urlencode
 import httpcore
 
 from .address import Address, Timeouts
+from .aio_connections import ASYNC_ERRORS, AsyncConnections
 from .calls import Call
+from .connections import SYNC_ERRORS, ConnectFailed, Connections
 from .errors import ServiceUnreachable
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = [
-    "TRANSPORT_ERRORS",
     "AsyncTransport",
     "Requests",
     "SyncTransport",
@@ -40,24 +44,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-TRANSPORT_ERRORS: Final = (
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.ProxyError,
-    httpcore.UnsupportedProtocol,
-)
-"""httpcore's errors of the connection (what httpx calls a `TransportError`): no answer came."""
-
-MAX_CONNECTIONS: Final = 100
-"""Connections open at once per client (as httpx's default): more calls at once wait."""
-
-MAX_KEEPALIVE: Final = 20
-"""Idle connections kept for the next calls (as httpx's default)."""
-
-KEEPALIVE_EXPIRY: Final = 5.0
-"""Seconds an idle connection is kept (as httpx's default)."""
 
 USER_AGENT: Final = b"taskservice-client"
 
@@ -68,12 +54,20 @@ def ssl_context_for(address: Address) -> ssl.SSLContext | None:
     return httpcore.default_ssl_context() if address.scheme == b"https" else None
 
 
-class Requests:
-    """What a `Call` becomes on the wire: method, URL, headers, body and timeouts."""
+def _header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Header lines (`Name: value` and CRLF each); a value that would break the
+    request (a control character, as a token with a line break) is refused."""
+    for name, value in headers:
+        if any((byte < 32 and byte != 9) or byte == 127 for byte in value):
+            raise ValueError(f"the {name.decode()} header has a control character")
+    return b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
 
-    def __init__(self, address: Address, token: str | None, timeouts: Timeouts) -> None:
+
+class Requests:
+    """What a `Call` becomes on the wire: the request line and headers, and the body."""
+
+    def __init__(self, address: Address, token: str | None) -> None:
         self.address = address
-        self.timeouts = timeouts
         common = [
             (b"Host", address.host_header),
             (b"Accept", b"*/*"),
@@ -81,122 +75,109 @@ class Requests:
         ]
         if token is not None:
             common.append((b"Authorization", f"Bearer {token}".encode()))
-        self._read_headers = common
+        self._read_head = _header_lines(common)
         # Sent with every change, body or not: the server takes changes only as JSON.
-        self._change_headers = [*common, (b"Content-Type", b"application/json")]
-        self._timeouts = {"timeout": timeouts.waiting(0.0)}
+        self._change_head = _header_lines([*common, (b"Content-Type", b"application/json")])
 
-    def url(self, call: Call[Any]) -> httpcore.URL:
-        target = self.address.prefix + call.path
+    def head(self, call: Call[Any], body: bytes | None) -> bytes:
+        """The request line and headers, up to the blank line (a `Content-Length`
+        with a body; none for a `GET`, which has none)."""
+        target = (self.address.prefix + call.path).encode()
         if call.params:
-            target = f"{target}?{urlencode(call.params)}"
-        address = self.address
-        return httpcore.URL(
-            scheme=address.scheme, host=address.host, port=address.port, target=target.encode()
+            target += b"?" + urlencode(call.params).encode()
+        method = call.method.encode()
+        if body is None:
+            return b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, self._read_head)
+        return b"%s %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (
+            method,
+            target,
+            self._change_head,
+            len(body),
         )
 
-    def headers(self, call: Call[Any]) -> list[tuple[bytes, bytes]]:
-        return self._read_headers if call.method == "GET" else self._change_headers
-
-    def body(self, call: Call[Any]) -> bytes | None:
+    @staticmethod
+    def body(call: Call[Any]) -> bytes | None:
         """The body; an empty one for a change without one (`Content-Length: 0`)."""
         if call.body is not None:
             return call.body
         return None if call.method == "GET" else b""
 
-    def extensions(self, call: Call[Any]) -> dict[str, Any]:
-        """The timeouts, with room for a server that holds the request on purpose."""
-        return {"timeout": self.timeouts.waiting(call.wait)} if call.wait else self._timeouts
 
-
-def _unreachable(url: str, call: Call[Any], error: Exception) -> ServiceUnreachable:
+def _unreachable(url: str, call: Call[Any], error: BaseException) -> ServiceUnreachable:
     return ServiceUnreachable(f"{call.method} {call.path}: no answer from {url}: {error!r}")
 
 
-def _again(call: Call[Any], error: Exception, attempt: int) -> bool:
+def _again(call: Call[Any], error: BaseException, attempt: int) -> bool:
     """Whether to send `call` once more after `error`: a connection that could not be
     made took nothing; a lost answer is sent again only when that is safe."""
-    return attempt == 1 and (call.retry or isinstance(error, httpcore.ConnectError))
+    return attempt == 1 and (call.retry or isinstance(error, ConnectFailed))
 
 
 class SyncTransport:
-    """A blocking `httpcore.ConnectionPool`, thread-safe: `send(call)` is the answer."""
+    """The sync client's calls on its keep-alive connections (`Connections`),
+    thread-safe: `send(call)` is the answer."""
 
     def __init__(self, url: str, address: Address, token: str | None, timeouts: Timeouts) -> None:
         self.url = url
-        self.requests = Requests(address, token, timeouts)
+        self.requests = Requests(address, token)
         self.ssl_context = ssl_context_for(address)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=self.ssl_context,
-            max_connections=MAX_CONNECTIONS,
-            max_keepalive_connections=MAX_KEEPALIVE,
-            keepalive_expiry=KEEPALIVE_EXPIRY,
-            uds=address.uds,
-        )
+        self._connections = Connections(address, timeouts, self.ssl_context)
         self._closed = False
 
     def send(self, call: Call[T]) -> T:
         """Send `call` (once more after a lost answer if that is safe) and read its answer."""
         if self._closed:
             raise RuntimeError("the client is closed")
-        requests = self.requests
-        url, headers = requests.url(call), requests.headers(call)
-        body, extensions = requests.body(call), requests.extensions(call)
+        body = self.requests.body(call)
+        head = self.requests.head(call, body)
         for attempt in (1, 2):
             try:
-                response = self._pool.request(
-                    call.method, url, headers=headers, content=body, extensions=extensions
+                status, content = self._connections.request(
+                    call.method, head, body or b"", call.wait
                 )
-            except TRANSPORT_ERRORS as error:
+            except SYNC_ERRORS as error:
                 if _again(call, error, attempt):
                     continue
                 raise _unreachable(self.url, call, error) from error
-            return call.finish(response.status, response.content)
+            return call.finish(status, content)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         self._closed = True
-        self._pool.close()
+        self._connections.close()
 
 
 class AsyncTransport:
-    """`SyncTransport` for asyncio, on an `httpcore.AsyncConnectionPool`."""
+    """`SyncTransport` for asyncio, on `AsyncConnections` (asyncio's streams)."""
 
     def __init__(self, url: str, address: Address, token: str | None, timeouts: Timeouts) -> None:
         self.url = url
-        self.requests = Requests(address, token, timeouts)
+        self.requests = Requests(address, token)
         self.ssl_context = ssl_context_for(address)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=self.ssl_context,
-            max_connections=MAX_CONNECTIONS,
-            max_keepalive_connections=MAX_KEEPALIVE,
-            keepalive_expiry=KEEPALIVE_EXPIRY,
-            uds=address.uds,
-        )
+        self._connections = AsyncConnections(address, timeouts, self.ssl_context)
         self._closed = False
 
     async def send(self, call: Call[T]) -> T:
         """As `SyncTransport.send`."""
         if self._closed:
             raise RuntimeError("the client is closed")
-        requests = self.requests
-        url, headers = requests.url(call), requests.headers(call)
-        body, extensions = requests.body(call), requests.extensions(call)
+        body = self.requests.body(call)
+        head = self.requests.head(call, body)
         for attempt in (1, 2):
             try:
-                response = await self._pool.request(
-                    call.method, url, headers=headers, content=body, extensions=extensions
+                status, content = await self._connections.request(
+                    call.method, head, body or b"", call.wait
                 )
-            except TRANSPORT_ERRORS as error:
+            except ASYNC_ERRORS as error:
                 if _again(call, error, attempt):
                     continue
                 raise _unreachable(self.url, call, error) from error
-            return call.finish(response.status, response.content)
+            return call.finish(status, content)
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
         self._closed = True
-        await self._pool.aclose()
+        await self._connections.aclose()
 
 
 def _stream_settings(address: Address, token: str | None, timeouts: Timeouts) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from ..wire import (
 from .errors import HANDLED, handle_error
 from .event_log import EventLog
 from .events import events_response
+from .hot import HotRuns
 from .openapi import openapi_json
 from .results import read, wait_result
 from .security import DEFAULT_MAX_BODY, Gate, check_token, read_body
@@ -212,4 +213,5 @@ def create_app(
         exception_handlers={kind: handle_error for kind in handled}
         | {Exception: handle_error},  # the rest: logged, 500, and raised to the server
     )
-    return Gate(app, token, max_body, browser=PREFIX if dashboard else None)
+    hot = HotRuns(app, service)  # POST /v1/runs without Starlette's layers
+    return Gate(app, token, max_body, browser=PREFIX if dashboard else None, front=hot)

@@ -62,10 +62,19 @@ class Gate:
     """
 
     def __init__(
-        self, app: ASGIApp, token: str | None, max_body: int, *, browser: str | None = None
+        self,
+        app: ASGIApp,
+        token: str | None,
+        max_body: int,
+        *,
+        browser: str | None = None,
+        front: ASGIApp | None = None,
     ) -> None:
         check_token(token)
         self.app = app
+        self.front = front or app
+        """What a request that passed the gate goes to: `app`, or an app in front of
+        it that answers some routes itself and hands it the rest (`hot.HotRuns`)."""
         self.expected = None if token is None else f"Bearer {token.strip()}".encode()
         self.max_body = max_body
         self.sessions = Sessions(token)
@@ -143,7 +152,7 @@ class Gate:
             await response(scope, receive, send)
             return
         state["max_body"] = self.max_body
-        await self.app(scope, receive, send)
+        await self.front(scope, receive, send)
 
 
 async def read_body(request: Request) -> bytes:
