@@ -48,13 +48,20 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class _Answer:
-    """The parser's callbacks: the body's parts, and whether the answer is whole."""
+    """The parser's callbacks: the body's parts, whether the connection may carry
+    another request (read with the headers, as uvicorn does), whether the answer
+    is whole."""
 
-    __slots__ = ("body", "complete")
+    __slots__ = ("body", "complete", "keep_alive", "parser")
 
     def __init__(self) -> None:
         self.body: list[bytes] = []
         self.complete = False
+        self.keep_alive = False
+        self.parser = httptools.HttpResponseParser(self)
+
+    def on_headers_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -69,13 +76,13 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
     chunked, as the service always sends; a server that closes the connection
     before its answer is whole raises `asyncio.IncompleteReadError`."""
     answer = _Answer()
-    parser = httptools.HttpResponseParser(answer)
+    parser = answer.parser
     while not answer.complete:
         data = await reader.read(READ_SIZE)
         if not data:
             raise asyncio.IncompleteReadError(b"", None)
         parser.feed_data(data)
-    return parser.get_status_code(), b"".join(answer.body), not parser.should_keep_alive()
+    return parser.get_status_code(), b"".join(answer.body), not answer.keep_alive
 
 
 class AsyncConnections:

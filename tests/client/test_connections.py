@@ -5,12 +5,12 @@ and the same for the asyncio client's connections."""
 from __future__ import annotations
 
 import asyncio
-import http.client
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import httptools
 import pytest
 
 from taskservice.client.address import parse, timeouts
@@ -155,6 +155,6 @@ def test_asyncio_an_answer_that_is_not_http_raises() -> None:
     not_http = b"SSH-2.0-OpenSSH\r\n\r\n"
     with (
         scripted(lambda _n, _data: (not_http, True)) as (server, _connections),
-        pytest.raises(http.client.HTTPException, match=r"not an HTTP/1\.1 answer"),
+        pytest.raises(httptools.HttpParserError),
     ):
         request_async(server.url, 1)
