@@ -115,4 +115,7 @@ async def wait_reply(reply: Reply[T], timeout: float | None = None) -> T:
             loop.call_soon_threadsafe(settle)
 
     reply.add_done_callback(relay)
-    return await asyncio.wait_for(waiter, timeout)
+    if timeout is None:
+        return await waiter
+    async with asyncio.timeout(timeout):  # one timer, no extra task (wait_for makes both)
+        return await waiter
