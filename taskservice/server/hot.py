@@ -22,7 +22,7 @@ from .errors import HANDLED, BodyTooLarge, handle_error
 from .security import DEFAULT_MAX_BODY, route_path
 from .served import Served
 
-__all__ = ["HotRuns", "read_all"]
+__all__ = ["HotRuns", "read_all", "start_run"]
 
 RUNS_PATH = f"{API_PREFIX}/runs"
 
@@ -71,6 +71,23 @@ async def _answer(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def start_run(service: Served, body: RunRequest) -> tuple[RunResponse, int]:
+    """Run what `POST /v1/runs` asks; the answer and its status (201 created, 200 reused)."""
+    run = await service.run_async(
+        body.definition,
+        body.props,
+        body.cause_type,
+        body.cause,
+        body.expire,
+        body.client,
+        delay=body.delay,
+        at=body.at,
+        priority=body.priority,
+    )
+    answer = RunResponse(task=run.task, created=run.created, task_object=run.task_object)
+    return answer, 201 if run.created else 200
+
+
 class HotRuns:
     """Answers `POST /v1/runs` with `service.run_async`; everything else goes to `app`."""
 
@@ -85,19 +102,7 @@ class HotRuns:
         try:
             limit: int = scope.get("state", {}).get("max_body", DEFAULT_MAX_BODY)
             body = _decode_run(await read_all(receive, limit))
-            run = await self.service.run_async(
-                body.definition,
-                body.props,
-                body.cause_type,
-                body.cause,
-                body.expire,
-                body.client,
-                delay=body.delay,
-                at=body.at,
-                priority=body.priority,
-            )
-            answer = RunResponse(task=run.task, created=run.created, task_object=run.task_object)
-            status = 201 if run.created else 200
+            answer, status = await start_run(self.service, body)
         except _Disconnected:
             return
         except Exception as error:

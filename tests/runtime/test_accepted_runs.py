@@ -99,6 +99,17 @@ def test_a_result_type_converts_the_result_of_an_accepted_run() -> None:
 # -- through a service -----------------------------------------------------------
 
 
+def blocker(started: threading.Event, release: threading.Event) -> TaskDefinition[Any, str]:
+    """A definition whose task sets `started`, then holds its slot until `release`."""
+
+    def hold(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
+        started.set()
+        assert release.wait(10)
+        return "done"
+
+    return TaskDefinition("blocker", hold)
+
+
 @FAST_MODES
 def test_a_run_is_created_then_reused_by_hash(services: Services, durability: str) -> None:
     service = services([ECHO], durability=durability)
@@ -154,13 +165,7 @@ def test_queued_tasks_are_stored_once_their_runs_are_answered(
 ) -> None:
     release = services.event()
     started = threading.Event()
-
-    def blocker(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
-        started.set()
-        assert release.wait(10)
-        return "done"
-
-    blocking = TaskDefinition("blocker", blocker)
+    blocking = blocker(started, release)
     service = services([blocking, ECHO], durability=durability, max_concurrency=1)
     first = service.run(blocking, {}, "upload", "u1")
     assert started.wait(5)
@@ -180,13 +185,7 @@ def test_queued_tasks_are_stored_once_their_runs_are_answered(
 def test_queued_runs_of_a_batched_service_are_stored_when_it_stops(services: Services) -> None:
     release = services.event()
     started = threading.Event()
-
-    def blocker(props: dict[str, Any], ctx: TaskContext, emit: Any) -> str:
-        started.set()
-        assert release.wait(10)
-        return "done"
-
-    blocking = TaskDefinition("blocker", blocker)
+    blocking = blocker(started, release)
     path = services.tmp_path / "stopped"
     service = services([blocking, ECHO], durability="batched", max_concurrency=1, path=path)
     service.run(blocking, {}, "upload", "u1")
