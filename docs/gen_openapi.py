@@ -332,8 +332,20 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         (*BODY_ERRORS, "UnknownDefinition", *SUBMIT_ERRORS),
         body=RunRequest,
         doc=TaskService.run,
+        params=(
+            Param(
+                "wait",
+                "query",
+                {"type": "number", "minimum": 0, "default": 0},
+                f"Also wait up to this many seconds (at most {MAX_RESULT_WAIT:g}) for the task "
+                "to end: an end within the wait comes as `ended` in the answer, so a caller "
+                "that wants the outcome needs no second request.",
+            ),
+        ),
         notes="Over HTTP the answer always names the task: it is sent once the supervisor "
-        "has answered the run (in `durable` mode, once the task is on disk).",
+        "has answered the run (in `durable` mode, once the task is on disk), or with "
+        "`wait`, once the task ended or the wait ran out. A task that failed within the "
+        "wait is still a run's answer (`ended` carries its state and error).",
     ),
     ("POST", "/v1/runs/many"): Endpoint(
         "Run many tasks at once",

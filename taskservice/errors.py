@@ -34,6 +34,11 @@ class TaskFailed(Exception):
         super().__init__(message)
         self.task = task
 
+    @classmethod
+    def of(cls, task: Any) -> TaskFailed:
+        """The error of `task`, a snapshot that ended `failed` or `cancelled`."""
+        return cls(f"task {task.id} ({task.name}) {task.state}: {task.error}", task)
+
 
 class SubtaskFailed(TaskFailed):
     """Raised by `ctx.run` when the subtask ended `failed` or `cancelled`.

@@ -95,12 +95,16 @@ class CancelCauseRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     cause: str
 
 
-class RunResponse(msgspec.Struct, kw_only=True):
+class RunResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A run's answer: the task's id, whether this call created it, its snapshot."""
 
     task: str
     created: bool
     task_object: Task
+    ended: Task | None = None
+    """`POST /v1/runs?wait=`: the task's last snapshot when it ended within the
+    wait (`done` with its result, or `failed`/`cancelled` with its error); absent
+    when it had not ended (ask `GET /v1/tasks/{id}/result`)."""
 
 
 class RunsResponse(msgspec.Struct, kw_only=True):

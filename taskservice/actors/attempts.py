@@ -332,9 +332,7 @@ class _Ended:
             elif task.state in SUCCEEDED_STATES:
                 result.set_result(task.result)
             else:
-                result.set_exception(
-                    TaskFailed(f"task {task.id} ({task.name}) {task.state}: {task.error}", task)
-                )
+                result.set_exception(TaskFailed.of(task))
         supervisor = self.supervisor
         if threading.get_ident() == self.thread_id:
             supervisor._unregister(live)  # committed inline (memory mode): no message needed

@@ -240,6 +240,4 @@ class _Resolve:
                 StoreError(f"task {task.id} ended but could not be stored: {error}")
             )
         else:
-            reply.set_exception(
-                TaskFailed(f"task {task.id} ({task.name}) {task.state}: {task.error}", task)
-            )
+            reply.set_exception(TaskFailed.of(task))

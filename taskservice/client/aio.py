@@ -41,6 +41,7 @@ class AsyncRemoteRun:
 
     __slots__ = (
         "_client",
+        "_ended",
         "_result_type",
         "cause",
         "cause_type",
@@ -61,9 +62,14 @@ class AsyncRemoteRun:
         """The task's snapshot as of the run (updated by `result`)."""
         self.cause_type: str = reply.task_object.cause_type
         self.cause: str = reply.task_object.cause
+        self._ended = reply.ended
+        if reply.ended is not None:
+            self.task_object = reply.ended
 
     async def result(self, timeout: float | None = None) -> Any:
         """The task's result once it ends; as `RemoteRun.result`, without blocking the loop."""
+        if self._ended is not None:
+            return calls.ended_result(self._ended, self._result_type)
         deadline = deadline_of(timeout)
         while True:
             reply = await self._client._send(calls.result(self.task, next_wait(deadline)))
@@ -190,10 +196,14 @@ class AsyncTaskClient:
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
         priority: int = 0,
+        wait: float | None = None,
     ) -> AsyncRemoteRun:
-        """As `TaskClient.run` (sent once more after a lost answer; joins the same task)."""
+        """As `TaskClient.run` (`wait`: the answer may carry the task's end; sent once
+        more after a lost answer, joining the same task)."""
         reply = await self._send(
-            calls.run(definition, props, cause_type, cause, expire, client, delay, at, priority)
+            calls.run(
+                definition, props, cause_type, cause, expire, client, delay, at, priority, wait
+            )
         )
         return AsyncRemoteRun(self, reply, calls.result_type_of(definition))
 

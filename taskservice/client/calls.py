@@ -11,10 +11,12 @@ from urllib.parse import quote
 import msgspec
 
 from ..clock import start_at_ms
+from ..errors import TaskFailed
 from ..limits import check_priority
-from ..model import Client, Health, Task
+from ..model import SUCCEEDED_STATES, Client, Health, Task
 from ..wire import (
     API_PREFIX,
+    MAX_RESULT_WAIT,
     ActionRequest,
     CancelCauseRequest,
     Cancelled,
@@ -36,6 +38,7 @@ __all__ = [
     "Named",
     "check_start",
     "definition_name",
+    "ended_result",
     "result_type_of",
     "typed",
 ]
@@ -75,6 +78,13 @@ def result_type_of(definition: str | Named) -> Any:
 def typed(result: Any, result_type: Any) -> Any:
     """A result as received, converted to `result_type` when there is one (as in-process)."""
     return result if result_type is None else msgspec.convert(result, result_type)
+
+
+def ended_result(task: Task, result_type: Any) -> Any:
+    """The result of a task that ended (`RunResponse.ended`), or its `TaskFailed`."""
+    if task.state in SUCCEEDED_STATES:
+        return typed(task.result, result_type)
+    raise TaskFailed.of(task)
 
 
 def _decoder(kind: type[T]) -> Callable[[bytes], T]:
@@ -140,9 +150,18 @@ def run(
     delay: float | None = None,
     at: Any = None,
     priority: int = 0,
+    wait: float | None = None,
 ) -> Call[RunResponse]:
     check_start(delay, at)
     check_priority(priority)
+    if wait is not None and (
+        not isinstance(wait, (int, float))
+        or isinstance(wait, bool)
+        or not 0 <= wait <= MAX_RESULT_WAIT
+    ):
+        raise ValueError(
+            f"wait must be None or a number of seconds from 0 to {MAX_RESULT_WAIT:g}, not {wait!r}"
+        )
     body = RunRequest(
         definition=definition_name(definition),
         props=props,
@@ -154,7 +173,10 @@ def run(
         at=at,
         priority=priority,
     )
-    return Call("POST", f"{API_PREFIX}/runs", _RUN, _encode(body))
+    if not wait:
+        return Call("POST", f"{API_PREFIX}/runs", _RUN, _encode(body))
+    params = {"wait": repr(float(wait))}
+    return Call("POST", f"{API_PREFIX}/runs", _RUN, _encode(body), params=params, wait=wait)
 
 
 def run_many(

@@ -12,7 +12,7 @@ from ..model import Client, Health, Task
 from ..wire import MAX_RESULT_WAIT, RunResponse, ScheduleInfo
 from . import calls
 from .address import parse, timeouts
-from .calls import Call, Named
+from .calls import Call, Named, ended_result
 from .errors import error_from
 from .streams import (
     EVENTS_PATH,
@@ -56,6 +56,7 @@ class RemoteRun:
 
     __slots__ = (
         "_client",
+        "_ended",
         "_result_type",
         "cause",
         "cause_type",
@@ -74,15 +75,21 @@ class RemoteRun:
         """The task's snapshot as of the run (updated by `result`)."""
         self.cause_type: str = reply.task_object.cause_type
         self.cause: str = reply.task_object.cause
+        self._ended = reply.ended
+        if reply.ended is not None:
+            self.task_object = reply.ended
 
     def result(self, timeout: float | None = None) -> Any:
         """The task's result once it ends (None: wait as long as it takes).
 
-        Long-polls the server in steps of at most `MAX_RESULT_WAIT` seconds.
+        Long-polls the server in steps of at most `MAX_RESULT_WAIT` seconds,
+        unless the run's answer carried the end already (`run(..., wait=)`).
         Raises `TaskFailed` (with `.task`) if it failed or was cancelled,
         `TimeoutError` if it has not ended within `timeout` seconds,
         `ServiceStopped` if the service stopped meanwhile.
         """
+        if self._ended is not None:
+            return ended_result(self._ended, self._result_type)
         deadline = deadline_of(timeout)
         while True:
             reply = self._client._send(calls.result(self.task, next_wait(deadline)))
@@ -211,13 +218,19 @@ class TaskClient:
         delay: float | None = None,
         at: int | datetime.datetime | None = None,
         priority: int = 0,
+        wait: float | None = None,
     ) -> RemoteRun:
         """Start a task (or join the same one within its cause), as `service.run`.
 
+        `wait` (seconds, at most `MAX_RESULT_WAIT`): the server answers once the
+        task has ended or `wait` has passed, whichever is first, and an end it
+        saw comes with the answer: `result()` then needs no second request.
         Sent once more if the connection breaks before the answer came: the
         second request joins the task the first one created (hash reuse)."""
         reply = self._send(
-            calls.run(definition, props, cause_type, cause, expire, client, delay, at, priority)
+            calls.run(
+                definition, props, cause_type, cause, expire, client, delay, at, priority, wait
+            )
         )
         return RemoteRun(self, reply, calls.result_type_of(definition))
 

@@ -10,7 +10,6 @@ by id is read on it: `results.read`).
 
 from __future__ import annotations
 
-import math
 from typing import Any, TypeVar
 
 import msgspec
@@ -27,7 +26,6 @@ from ..runs import TaskRun
 from ..wire import (
     API_PREFIX,
     EVENTS_WINDOW,
-    MAX_RESULT_WAIT,
     ActionRequest,
     CancelCauseRequest,
     Cancelled,
@@ -43,7 +41,7 @@ from .event_log import EventLog
 from .events import events_response
 from .hot import HotRuns, start_run
 from .openapi import openapi_json
-from .results import read, wait_result
+from .results import read, seconds, wait_result
 from .security import DEFAULT_MAX_BODY, Gate, check_token, read_body
 from .served import Served
 from .views import read_view
@@ -90,7 +88,8 @@ def create_app(
     async def run_one(request: Request) -> Response:
         # Served by `HotRuns` in front of this app; kept as a route for the API's
         # description and for an app mounted without the gate.
-        answer, status = await start_run(service, await _decode(request, RunRequest))
+        wait = seconds(request.query_params.get("wait"), "wait")
+        answer, status = await start_run(service, await _decode(request, RunRequest), wait)
         return _json(answer, status)
 
     async def run_many(request: Request) -> Response:
@@ -141,14 +140,7 @@ def create_app(
         return _json(await read(service, request.path_params["task_id"]))
 
     async def result(request: Request) -> Response:
-        text = request.query_params.get("timeout", "0")
-        try:
-            timeout = float(text)
-        except ValueError:
-            raise ValueError(f"timeout must be a number of seconds, not {text!r}") from None
-        if not 0 <= timeout < math.inf:
-            raise ValueError(f"timeout must be a number of seconds >= 0, not {text!r}")
-        timeout = min(timeout, MAX_RESULT_WAIT)
+        timeout = seconds(request.query_params.get("timeout"), "timeout")
         return _json(await wait_result(service, request.path_params["task_id"], timeout))
 
     async def view(request: Request) -> Response:

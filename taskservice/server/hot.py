@@ -13,12 +13,15 @@ Starlette's `ServerErrorMiddleware` does).
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import msgspec
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..wire import API_PREFIX, RunRequest, RunResponse
 from .errors import HANDLED, BodyTooLarge, handle_error
+from .results import ended_within, seconds
 from .security import DEFAULT_MAX_BODY, route_path
 from .served import Served
 
@@ -60,6 +63,12 @@ async def read_all(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+def _query_value(query: bytes, name: str) -> str | None:
+    """The last value of `name` in a query string (as Starlette's `query_params`)."""
+    values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get(name)
+    return values[-1] if values else None
+
+
 async def _answer(send: Send, status: int, body: bytes) -> None:
     await send(
         {
@@ -71,8 +80,13 @@ async def _answer(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def start_run(service: Served, body: RunRequest) -> tuple[RunResponse, int]:
-    """Run what `POST /v1/runs` asks; the answer and its status (201 created, 200 reused)."""
+async def start_run(
+    service: Served, body: RunRequest, wait: float = 0.0
+) -> tuple[RunResponse, int]:
+    """Run what `POST /v1/runs` asks; the answer and its status (201 created, 200
+    reused). With `wait` (seconds), the answer waits up to that long for the task
+    to end and then carries its last snapshot (`ended`): one request for a caller
+    that wants the outcome."""
     run = await service.run_async(
         body.definition,
         body.props,
@@ -84,7 +98,10 @@ async def start_run(service: Served, body: RunRequest) -> tuple[RunResponse, int
         at=body.at,
         priority=body.priority,
     )
-    answer = RunResponse(task=run.task, created=run.created, task_object=run.task_object)
+    ended = await ended_within(service, run.task, wait) if wait > 0 else None
+    answer = RunResponse(
+        task=run.task, created=run.created, task_object=run.task_object, ended=ended
+    )
     return answer, 201 if run.created else 200
 
 
@@ -101,8 +118,10 @@ class HotRuns:
             return
         try:
             limit: int = scope.get("state", {}).get("max_body", DEFAULT_MAX_BODY)
+            query = scope.get("query_string", b"")
+            wait = seconds(_query_value(query, "wait"), "wait") if query else 0.0
             body = _decode_run(await read_all(receive, limit))
-            answer, status = await start_run(self.service, body)
+            answer, status = await start_run(self.service, body, wait)
         except _Disconnected:
             return
         except Exception as error:

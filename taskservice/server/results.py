@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from typing import Any
 
@@ -18,11 +19,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import ServiceStopped, TaskFailed
 from ..model import SUCCEEDED_STATES, Task, TaskStateChanged
-from ..wire import ResultReply
+from ..wire import MAX_RESULT_WAIT, ResultReply
 from .errors import TaskNotFound
 from .served import Served
 
-__all__ = ["STOP_CHECK", "wait_result"]
+__all__ = ["STOP_CHECK", "ended_within", "seconds", "wait_result"]
 
 STOP_CHECK = 0.5
 """How often (seconds) a waiting request looks whether the service stopped."""
@@ -32,7 +33,7 @@ def finished(task: Task) -> ResultReply:
     """The reply for a task that ended: its result, or `TaskFailed` with the task."""
     if task.state in SUCCEEDED_STATES:
         return ResultReply(done=True, task=task, result=task.result)
-    raise TaskFailed(f"task {task.id} ({task.name}) {task.state}: {task.error}", task)
+    raise TaskFailed.of(task)
 
 
 FLUSH_TIMEOUT = 5.0
@@ -112,3 +113,29 @@ async def wait_result(service: Served, task_id: str, timeout: float) -> ResultRe
     finally:
         with contextlib.suppress(pykka.ActorDeadError):
             await run_in_threadpool(service.unsubscribe, ref)
+
+
+def seconds(text: str | None, name: str) -> float:
+    """A wait given as a query parameter (absent: 0), at most `MAX_RESULT_WAIT`;
+    `ValueError` (a 400) unless it is a number of seconds >= 0."""
+    if text is None:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, not {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a number of seconds >= 0, not {text!r}")
+    return min(value, MAX_RESULT_WAIT)
+
+
+async def ended_within(service: Served, task_id: str, wait: float) -> Task | None:
+    """The task's last snapshot if it ends within `wait` seconds; None if it has
+    not (or the service stopped meanwhile: the run itself was answered)."""
+    try:
+        reply = await wait_result(service, task_id, wait)
+    except TaskFailed as failed:
+        return failed.task if isinstance(failed.task, Task) else None
+    except (ServiceStopped, TaskNotFound):
+        return None
+    return reply.task if reply.done else None

@@ -344,3 +344,40 @@ def test_schedules_as_in_process(services: Services) -> None:
         serving.close()
     assert listed == listed_async == service.schedules()
     assert listed[0].name == "hourly" and listed[0].next[0] == start + hour // 2
+
+
+def test_a_run_that_waits_brings_the_end_in_its_answer(
+    serve: ServeFactory, durability: str
+) -> None:
+    served = serve(durability)
+    with connect(served.url) as tasks:
+        run = tasks.run(echo, {"w": 1}, "wait", "w1", wait=10)
+        assert run.created is True and run.task_object.state == "done"
+        served.serving.close()  # the result is in the run's answer: no request left to make
+        assert run.result(timeout=0) == {"echo": {"w": 1}}
+    served = serve(durability)
+    with connect(served.url) as tasks:
+        failed = tasks.run("fail", {"why": "no disk"}, "wait", "w2", wait=10)
+        assert failed.task_object.state == "failed"
+        with pytest.raises(TaskFailed, match="no disk") as raised:
+            failed.result(timeout=0)
+        assert raised.value.task.id == failed.task
+        # a task that outlasts the wait: answered after it, the end read as usual
+        began = time.monotonic()
+        slow = tasks.run("held", {}, "wait", "w3", wait=0.3)
+        assert time.monotonic() - began >= 0.3
+        assert slow.task_object.state == "running"
+        RELEASE.set()
+        assert slow.result(timeout=10) == "released"
+        for bad in (-1, 61, "1", True):
+            with pytest.raises(ValueError, match="wait must be"):
+                tasks.run(echo, {"w": 4}, "wait", "w4", wait=bad)  # type: ignore[arg-type]
+        assert served.service.view.tasks_by_cause_and_state("wait", "w4", "done") == []
+
+    async def waiting() -> object:
+        async with connect_async(served.url) as client:
+            run = await client.run(echo, {"w": 5}, "wait", "w5", wait=10)
+            assert run.task_object.state == "done"
+            return await run.result(timeout=0)
+
+    assert asyncio.run(waiting()) == {"echo": {"w": 5}}

@@ -136,3 +136,12 @@ def test_a_change_not_sent_as_json_is_415_and_changes_nothing(
     assert stored(served) == 1  # only the held task: no run, no cancel
     task = served.service.view.task(held.task)
     assert task is not None and not task.is_terminal
+
+
+@pytest.mark.parametrize("wait", ["soon", "-1", "nan", "inf"])
+def test_a_bad_wait_on_a_run_is_refused_and_stores_nothing(serve: ServeFactory, wait: str) -> None:
+    served = serve()
+    response = served.http.post("/v1/runs", params={"wait": wait}, json=RUN)
+    assert response.status_code == 422 and response.json()["type"] == "ValueError"
+    assert "wait must be a number of seconds" in response.json()["message"]
+    assert stored(served) == 0
