@@ -39,14 +39,14 @@ class TaskRun(Generic[R]):
     raises `TaskFailed` (failed or cancelled). `await run` does the same in
     asyncio without blocking the event loop.
 
-    A run of a `batched` or `memory` service is returned as soon as it is
-    handed to the supervisor, before the supervisor has answered which task it
-    created or joined: `task`, `task_object` and `created` wait for that
-    answer when first read (it comes once the supervisor reaches the run in
-    its mailbox), and raise what the
-    run would have raised (`ServiceStopped`, for one). `cause_type` and
-    `cause` are known at once. A `durable` service answers a run only once the
-    task is on disk, so there `run()` itself waits.
+    A run of a `memory` service is returned as soon as it is handed to the
+    supervisor, before the supervisor has answered which task it created or
+    joined: `task`, `task_object` and `created` wait for that answer when
+    first read (it comes once the supervisor reaches the run in its
+    mailbox), and raise what the run would have raised (`ServiceStopped`,
+    for one). `cause_type` and `cause` are known at once. A `durable` or
+    `batched` service's `run()` returns its answer: the task is on disk, or
+    on its way to the writer.
     """
 
     __slots__ = (

@@ -32,7 +32,7 @@ from .storage import StoreError, TaskStore
 __all__ = ["UNANSWERED_RUNS", "Submitting"]
 
 UNANSWERED_RUNS = 100
-"""A `batched` or `memory` `run()` waits for the supervisor's answer when more
+"""A `memory` service's `run()` waits for the supervisor's answer when more
 messages than this wait in its mailbox: callers cannot run ahead of it without
 bound (the back-pressure a waited-for answer gives)."""
 
@@ -87,13 +87,14 @@ class Submitting:
         stored with a new task; a run that reuses a task leaves its priority
         as it is. A priority that is not an int raises `TypeError`.
 
-        In `durable` mode `run` returns once the task is on disk. In `batched`
-        and `memory` modes, which acknowledge before the commit anyway, it
+        In `durable` and `batched` mode `run` returns once the supervisor has
+        answered (`durable`: once the task is on disk; `batched`: once it is
+        handed to the writer). In `memory` mode, which keeps nothing, it
         returns as soon as the run is handed to the supervisor: the returned
         run's `task`, `task_object` and `created` wait for the supervisor's
         answer when first read (see `TaskRun`). When more than
-        `UNANSWERED_RUNS` messages wait for the supervisor, `run` waits for
-        its answer as in `durable` mode, so callers cannot run ahead of it.
+        `UNANSWERED_RUNS` messages wait for the supervisor, it waits for its
+        answer as the other modes do, so callers cannot run ahead of it.
         """
         run = self._hand_over(
             self._prepare(
@@ -110,7 +111,7 @@ class Submitting:
         )
         pending = self._pending(run)
         if (
-            self.store.durability == "durable"  # acknowledged means on disk
+            self.store.durability != "memory"  # acknowledged means on its way to disk
             or self._mailbox.qsize() > UNANSWERED_RUNS
         ):
             return pending.wait()

@@ -1,5 +1,7 @@
-"""Runs of `batched` and `memory` services: `run()` returns once the run is handed
-to the supervisor, and the run reads the supervisor's answer when first needed."""
+"""Runs of a `memory` service: `run()` returns once the run is handed to the
+supervisor, and the run reads the supervisor's answer when first needed. The
+same tests run on `batched`, whose `run()` returns the answer, to show the
+two read alike; and queued tasks' created snapshots, written together in both."""
 
 from __future__ import annotations
 
