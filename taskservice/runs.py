@@ -124,12 +124,7 @@ class TaskRun(Generic[R]):
         except BaseException:
             self._refused(ack)
             return
-        if isinstance(held, Task):
-            finished: Reply[Any] = Reply()
-            finished.set_result(held.result)
-            self._task_object, self._future = held, finished
-        else:
-            self._task_object, self._future = held.task, held.result
+        self._task_object, self._future = _snapshot_and_result(held)
         self._created = created
         self._ack = None
 
@@ -256,11 +251,18 @@ def task_run(outcome: tuple[Held | Task, bool], typed: Callable[[Any], Any] | No
     `typed` converts the stored result to the definition's `result_type`.
     """
     held, created = outcome
+    snapshot, result = _snapshot_and_result(held)
+    return TaskRun(snapshot, result, created, typed)
+
+
+def _snapshot_and_result(held: Held | Task) -> tuple[Task, Reply[Any]]:
+    """A run's answer as its task's snapshot and the reply its result comes in: a
+    live task's own, or one already set for a finished snapshot that was reused."""
     if isinstance(held, Task):
         finished: Reply[Any] = Reply()
         finished.set_result(held.result)
-        return TaskRun(held, finished, False, typed)
-    return TaskRun(held.task, held.result, created, typed)
+        return held, finished
+    return held.task, held.result
 
 
 class Pending:
