@@ -26,10 +26,12 @@ RERUN_STATES = frozenset({"failed", "cancelled"})
 """The states a task can be run again from."""
 
 
-def _refused(dash: Dashboard, request: Request) -> Response | None:
+async def _change_form(dash: Dashboard, request: Request) -> dict[str, str] | Response:
+    """The form of an action that changes tasks: refused (403) on a read-only
+    dashboard before it is read, else as `_form_or_error`."""
     if dash.read_only:
         return dash.error(request, 403, "Read-only", "This dashboard is read-only.")
-    return None
+    return await _form_or_error(dash, request)
 
 
 async def _form_or_error(dash: Dashboard, request: Request) -> dict[str, str] | Response:
@@ -51,9 +53,7 @@ def _back(request: Request, target: str | None, fallback: str, **notice: object)
 
 async def cancel(dash: Dashboard, request: Request) -> Response:
     """Cancel one task (and its subtasks)."""
-    if (refused := _refused(dash, request)) is not None:
-        return refused
-    form = await _form_or_error(dash, request)
+    form = await _change_form(dash, request)
     if isinstance(form, Response):
         return form
     task_id = request.path_params["task_id"]
@@ -67,9 +67,7 @@ async def cancel(dash: Dashboard, request: Request) -> Response:
 
 async def cancel_cause(dash: Dashboard, request: Request) -> Response:
     """Cancel every unfinished task of one cause."""
-    if (refused := _refused(dash, request)) is not None:
-        return refused
-    form = await _form_or_error(dash, request)
+    form = await _change_form(dash, request)
     if isinstance(form, Response):
         return form
     cause_type, cause = form.get("cause_type", ""), form.get("cause", "")
@@ -87,9 +85,7 @@ async def cancel_cause(dash: Dashboard, request: Request) -> Response:
 
 async def rerun(dash: Dashboard, request: Request) -> Response:
     """Run a failed or cancelled top task again: same definition, props, cause and client."""
-    if (refused := _refused(dash, request)) is not None:
-        return refused
-    form = await _form_or_error(dash, request)
+    form = await _change_form(dash, request)
     if isinstance(form, Response):
         return form
     task_id = request.path_params["task_id"]
