@@ -13,32 +13,18 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from taskservice import TaskService
 from taskservice.server.serving import Serving, bind
 from tests.dashboard.defs import DEFINITIONS, GATES
+from tests.server.conftest import Served
 from tests.services import Services
 
 CHROMIUM_VARIABLE = "TASKSERVICE_CHROMIUM"
 """Where Chromium is, when it is not `chromium` on the PATH."""
-
-
-@dataclass
-class Served:
-    """A started service, its HTTP server and an httpx client on it."""
-
-    service: TaskService
-    serving: Serving
-    http: httpx.Client
-
-    @property
-    def url(self) -> str:
-        return self.serving.address
 
 
 DashboardFactory = Callable[..., Served]
