@@ -125,10 +125,9 @@ class AsyncConnections:
             writer.close()
         return None
 
-    async def request(
-        self, method: str, head: bytes, body: bytes, wait: float
-    ) -> tuple[int, bytes]:
-        """As `Connections.request`, for asyncio."""
+    async def request(self, head: bytes, body: bytes, wait: float) -> tuple[int, bytes]:
+        """As `Connections.request`, for asyncio (the answer's framing is read from
+        the answer itself: the client sends no `HEAD`)."""
         places = self._places
         if places.locked():
             try:

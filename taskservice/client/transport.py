@@ -165,9 +165,7 @@ class AsyncTransport:
         head = self.requests.head(call, body)
         for attempt in (1, 2):
             try:
-                status, content = await self._connections.request(
-                    call.method, head, body or b"", call.wait
-                )
+                status, content = await self._connections.request(head, body or b"", call.wait)
             except ASYNC_ERRORS as error:
                 if _again(call, error, attempt):
                     continue

@@ -127,7 +127,7 @@ def request_async(url: str, calls: int, head: bytes = HEAD) -> list[tuple[int, b
     async def main() -> list[tuple[int, bytes]]:
         connections = AsyncConnections(parse(url), timeouts(5.0, 1.0), None)
         try:
-            return [await connections.request(method, head, body, 0.0) for _ in range(calls)]
+            return [await connections.request(head, body, 0.0) for _ in range(calls)]
         finally:
             await connections.aclose()
 
